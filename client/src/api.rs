@@ -1,0 +1,168 @@
+//! The transport: gRPC calls whose answers are checked as far as they can be without history.
+
+use futures::{Stream, StreamExt};
+use kt_core::checkpoint::SignedCheckpoint;
+use kt_core::entry::Entry;
+use kt_core::hash::Hash;
+use kt_core::note::NoteVerifier;
+use kt_proto::v1::log_client::LogClient as RpcClient;
+use kt_proto::v1::{
+    AppendRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
+    GetInclusionProofRequest, WatchCheckpointsRequest,
+};
+use kt_proto::{checkpoint_note, hashes_from_wire, AppendReceipt, WireError};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::ClientError;
+
+/// Where `kt` connects when no server is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// Largest gRPC message accepted from the server.
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// The log's gRPC API with per-answer checks.
+#[derive(Debug, Clone)]
+pub struct LogApi {
+    rpc: RpcClient<Channel>,
+    verifier: NoteVerifier,
+}
+
+impl LogApi {
+    /// Connects to `server` (e.g. `http://127.0.0.1:50051`) for the log whose note verifier key
+    /// is `log_key`; the key's name is the log's origin.
+    pub async fn connect(server: &str, log_key: &str) -> Result<Self, ClientError> {
+        let verifier = NoteVerifier::parse(log_key.trim())?;
+        let connect_err = |reason: String| ClientError::Connect {
+            server: server.to_owned(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(server.to_owned())
+            .map_err(|e| connect_err(e.to_string()))?
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| connect_err(format!("{e}: is ktd running there?")))?;
+        let rpc = RpcClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+        Ok(LogApi { rpc, verifier })
+    }
+
+    /// The log's verifier key.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// The log's origin (the verifier key's name).
+    pub fn origin(&self) -> &str {
+        self.verifier.name().as_str()
+    }
+
+    /// Opens a checkpoint note: the log's signature and origin must verify.
+    pub fn open(&self, note: &[u8]) -> Result<SignedCheckpoint, ClientError> {
+        Ok(SignedCheckpoint::open(note, self.origin(), &self.verifier)?)
+    }
+
+    /// The latest checkpoint, or the one of `epoch`, signature-checked.
+    pub async fn checkpoint(&self, epoch: Option<u64>) -> Result<SignedCheckpoint, ClientError> {
+        let resp = self
+            .rpc
+            .clone()
+            .get_checkpoint(GetCheckpointRequest { epoch })
+            .await?
+            .into_inner();
+        let cp = self.open(&checkpoint_note(resp)?)?;
+        if let Some(epoch) = epoch {
+            if cp.checkpoint().epoch != epoch {
+                return Err(WireError::MissingField("checkpoint of the requested epoch").into());
+            }
+        }
+        Ok(cp)
+    }
+
+    /// Appends an entry; the receipt is returned unverified (see `LogClient::append`).
+    pub async fn append(&self, entry: &Entry) -> Result<AppendReceipt, ClientError> {
+        let Entry::Record(record) = entry;
+        let resp = self
+            .rpc
+            .clone()
+            .append(AppendRequest::from(record))
+            .await?
+            .into_inner();
+        Ok(AppendReceipt::try_from(resp)?)
+    }
+
+    /// Inclusion proof hashes (to be verified by the caller against a root it trusts).
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Vec<Hash>, ClientError> {
+        let resp = self
+            .rpc
+            .clone()
+            .get_inclusion_proof(GetInclusionProofRequest { index, tree_size })
+            .await?
+            .into_inner();
+        Ok(hashes_from_wire("hashes", &resp.hashes)?)
+    }
+
+    /// Consistency proof hashes (to be verified by the caller).
+    pub async fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<Hash>, ClientError> {
+        let resp = self
+            .rpc
+            .clone()
+            .get_consistency_proof(GetConsistencyProofRequest { old_size, new_size })
+            .await?
+            .into_inner();
+        Ok(hashes_from_wire("hashes", &resp.hashes)?)
+    }
+
+    /// The entries in `[start, end)` (at most 10,000), checked to be exactly that range in order.
+    /// Their bytes are verified by whoever hashes them against a root.
+    pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ClientError> {
+        let mut stream = self
+            .rpc
+            .clone()
+            .get_entries(GetEntriesRequest { start, end })
+            .await?
+            .into_inner();
+        let want = (end - start) as usize;
+        let mut out = Vec::with_capacity(want);
+        while let Some(entry) = stream.message().await? {
+            let expected = start + out.len() as u64;
+            if entry.index != expected || out.len() == want {
+                return Err(WireError::MissingField("entries in order").into());
+            }
+            out.push(entry.data);
+        }
+        if out.len() != want {
+            return Err(ClientError::WrongEntryCount {
+                got: out.len(),
+                want,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every checkpoint after `after_epoch` (or from the latest), then each new one, each
+    /// signature-checked. Chain and consistency checks are the caller's.
+    pub async fn watch(
+        &self,
+        after_epoch: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<SignedCheckpoint, ClientError>> + use<>, ClientError>
+    {
+        let stream = self
+            .rpc
+            .clone()
+            .watch_checkpoints(WatchCheckpointsRequest { after_epoch })
+            .await?
+            .into_inner();
+        let api = self.clone();
+        Ok(stream.map(move |item| api.open(&item?.note)))
+    }
+}

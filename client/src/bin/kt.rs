@@ -1,0 +1,256 @@
+//! `kt`: the KeyTrail command line. Every answer is verified before it is shown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use kt_client::{ClientError, LogClient, Refresh, DEFAULT_SERVER};
+use kt_core::checkpoint::SignedCheckpoint;
+use kt_core::note::NoteVerifier;
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kt",
+    version,
+    about = "KeyTrail client: append to the log and verify it"
+)]
+struct Cli {
+    /// gRPC address of ktd.
+    #[arg(long, env = "KT_SERVER", default_value = DEFAULT_SERVER, global = true)]
+    server: String,
+    /// The log's verifier key (`name+keyid+base64`), or a file holding it (ktd writes
+    /// `data/log.pub`).
+    #[arg(long, env = "KT_LOG_KEY", global = true)]
+    log_key: Option<String>,
+    /// Trusted-state file. Default: ~/.keytrail/trusted-<key id>.json
+    #[arg(long, env = "KT_STATE", global = true)]
+    state: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Append a record to the message log and verify its receipt.
+    Append {
+        /// Namespace (a-z, 0-9, '.', '_', '-', '/').
+        #[arg(long, short)]
+        namespace: String,
+        /// The payload; `-` reads standard input.
+        payload: String,
+    },
+    /// Fetch the latest checkpoint and verify it is consistent with the trusted state.
+    Checkpoint,
+    /// Fetch entry <index> and prove it is in the latest checkpoint.
+    Prove { index: u64 },
+    /// Re-verify the trusted state against the server, then advance it.
+    Verify,
+}
+
+/// Exit code when the log was caught misbehaving.
+const EXIT_VIOLATION: u8 = 3;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Violation(v)) => {
+            let evidence = serde_json::to_string_pretty(v.evidence()).expect("serializable");
+            eprintln!("kt: REFUSED: {v}");
+            eprintln!("kt: the trusted state was not changed. Evidence (keep it; anyone can check it with the log's key):");
+            println!("{evidence}");
+            ExitCode::from(EXIT_VIOLATION)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("kt: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Violation(Box<kt_core::trust::Violation>),
+    Other(anyhow::Error),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Violation(v) => Failure::Violation(v),
+            other => Failure::Other(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn log_key(cli: &Cli) -> anyhow::Result<String> {
+    let Some(value) = &cli.log_key else {
+        anyhow::bail!(
+            "no log key: pass --log-key (or KT_LOG_KEY) with the verifier key ktd prints at start, \
+             or the path of its .pub file (make run writes data/log.pub)"
+        );
+    };
+    if NoteVerifier::parse(value.trim()).is_ok() {
+        return Ok(value.trim().to_owned());
+    }
+    let text = std::fs::read_to_string(value).map_err(|e| {
+        anyhow::anyhow!("--log-key {value:?} is neither a verifier key nor a readable file: {e}")
+    })?;
+    Ok(text.trim().to_owned())
+}
+
+fn state_path(cli: &Cli, key: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &cli.state {
+        return Ok(p.clone());
+    }
+    let verifier = NoteVerifier::parse(key)?;
+    let home =
+        std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set; pass --state"))?;
+    Ok(PathBuf::from(home)
+        .join(".keytrail")
+        .join(format!("trusted-{:08x}.json", verifier.key_id())))
+}
+
+fn checkpoint_json(cp: &SignedCheckpoint) -> serde_json::Value {
+    let c = cp.checkpoint();
+    json!({
+        "origin": c.origin,
+        "epoch": c.epoch,
+        "size": c.size,
+        "root": B64.encode(c.root),
+        "time_ms": c.time_ms,
+        "note": cp.note(),
+    })
+}
+
+fn checkpoint_line(cp: &SignedCheckpoint) -> String {
+    let c = cp.checkpoint();
+    format!(
+        "epoch {}, tree size {}, root {}",
+        c.epoch,
+        c.size,
+        B64.encode(c.root)
+    )
+}
+
+async fn run(cli: &Cli) -> Result<(), Failure> {
+    let key = log_key(cli)?;
+    let state = state_path(cli, &key)?;
+    let mut client = LogClient::connect(&cli.server, &key, &state).await?;
+    match &cli.command {
+        Command::Append { namespace, payload } => {
+            let bytes = if payload == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                    .map_err(anyhow::Error::from)?;
+                buf
+            } else {
+                payload.as_bytes().to_vec()
+            };
+            let receipt = client.append(namespace, bytes).await?;
+            if cli.json {
+                let out = json!({
+                    "index": receipt.index,
+                    "entry": B64.encode(&receipt.entry),
+                    "checkpoint": checkpoint_json(&receipt.checkpoint),
+                    "inclusion_proof": receipt.inclusion_proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                });
+                println!("{out}");
+            } else {
+                println!("appended entry {} (verified)", receipt.index);
+                println!("  in checkpoint {}", checkpoint_line(&receipt.checkpoint));
+                println!(
+                    "  inclusion proof: {} hashes, verified against the signed root",
+                    receipt.inclusion_proof.len()
+                );
+            }
+        }
+        Command::Checkpoint => {
+            let refresh = client.refresh().await?;
+            print_refresh(cli.json, &refresh, client_state_path(&state));
+        }
+        Command::Prove { index } => {
+            let proof = client.prove(*index).await?;
+            if cli.json {
+                let out = json!({
+                    "index": proof.index,
+                    "entry": B64.encode(&proof.entry),
+                    "checkpoint": checkpoint_json(&proof.checkpoint),
+                    "inclusion_proof": proof.inclusion_proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                });
+                println!("{out}");
+            } else {
+                println!("entry {} is in the log (verified)", proof.index);
+                println!("  checkpoint {}", checkpoint_line(&proof.checkpoint));
+                println!("  inclusion proof: {} hashes", proof.inclusion_proof.len());
+                match kt_core::entry::Entry::decode(&proof.entry) {
+                    Ok(kt_core::entry::Entry::Record(r)) => {
+                        println!("  namespace {}", r.namespace());
+                        println!("  payload   {}", String::from_utf8_lossy(r.payload()));
+                    }
+                    Err(e) => println!("  entry bytes do not decode: {e}"),
+                }
+            }
+        }
+        Command::Verify => {
+            let refresh = client.verify().await?;
+            if !cli.json {
+                println!("the server still serves the trusted checkpoint, and its latest is consistent with it");
+            }
+            print_refresh(cli.json, &refresh, client_state_path(&state));
+        }
+    }
+    Ok(())
+}
+
+fn client_state_path(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+fn print_refresh(json: bool, refresh: &Refresh, state: String) {
+    if json {
+        let (status, from) = match refresh {
+            Refresh::FirstUse(_) => ("first-use", None),
+            Refresh::Unchanged(_) => ("unchanged", None),
+            Refresh::Advanced { from, .. } => ("advanced", Some(checkpoint_json(from))),
+        };
+        let out = json!({
+            "status": status,
+            "checkpoint": checkpoint_json(refresh.checkpoint()),
+            "previous": from,
+            "state": state,
+        });
+        println!("{out}");
+        return;
+    }
+    match refresh {
+        Refresh::FirstUse(cp) => {
+            println!(
+                "trusting this log from now on (first use): {}",
+                checkpoint_line(cp)
+            );
+            println!("  state saved to {state}");
+        }
+        Refresh::Unchanged(cp) => println!("checkpoint unchanged: {}", checkpoint_line(cp)),
+        Refresh::Advanced { from, to } => {
+            println!("checkpoint verified: {}", checkpoint_line(to));
+            println!(
+                "  consistent with the previously trusted epoch {} (tree size {})",
+                from.checkpoint().epoch,
+                from.checkpoint().size
+            );
+        }
+    }
+}

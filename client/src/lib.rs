@@ -1,0 +1,270 @@
+//! `kt-client`: a KeyTrail client that verifies every answer before returning it.
+//!
+//! Two layers:
+//! - [`LogApi`]: the transport. It checks what can be checked without history: checkpoint
+//!   signatures and origin, hash sizes, that a proof answers the question asked.
+//! - [`LogClient`]: adds the trusted state (the last verified checkpoint, kept in a file). Every
+//!   checkpoint it sees must be consistent with that state; a rollback or fork is refused with
+//!   the evidence ([`ClientError::Violation`]) and the state is left as it was.
+
+mod api;
+mod state;
+
+pub use api::{LogApi, DEFAULT_SERVER};
+pub use state::{write_atomically, StateError, TrustedStateFile};
+
+use kt_core::checkpoint::{CheckpointError, SignedCheckpoint};
+use kt_core::entry::{Entry, EntryError, Namespace, Record};
+use kt_core::hash::{leaf_hash, Hash};
+use kt_core::merkle::{verify_inclusion, VerifyError};
+use kt_core::note::NoteError;
+use kt_core::trust::{self, Step, Violation};
+use kt_proto::WireError;
+use thiserror::Error;
+
+/// Why a client call failed. A failed call never changes the trusted state.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot connect to {server}: {reason}")]
+    Connect { server: String, reason: String },
+    #[error("server answered {}: {}", .0.code(), .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("malformed answer: {0}")]
+    Wire(#[from] WireError),
+    #[error("bad log key: {0}")]
+    LogKey(#[from] NoteError),
+    #[error("checkpoint rejected: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    #[error("the log misbehaved: {0}")]
+    Violation(Box<Violation>),
+    #[error("{what} does not verify: {source}")]
+    Proof {
+        what: String,
+        #[source]
+        source: VerifyError,
+    },
+    #[error("invalid entry: {0}")]
+    Entry(#[from] EntryError),
+    #[error("the server answered with different entry bytes than were appended")]
+    EntryMismatch,
+    #[error("entry {index} is not in the log yet (tree size {size})")]
+    IndexBeyondTree { index: u64, size: u64 },
+    #[error("server sent {got} entries, want {want}")]
+    WrongEntryCount { got: usize, want: usize },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<Violation> for ClientError {
+    fn from(v: Violation) -> Self {
+        ClientError::Violation(Box::new(v))
+    }
+}
+
+/// A verified append receipt.
+#[derive(Debug, Clone)]
+pub struct VerifiedAppend {
+    pub index: u64,
+    pub entry: Vec<u8>,
+    pub checkpoint: SignedCheckpoint,
+    pub inclusion_proof: Vec<Hash>,
+}
+
+/// A verified inclusion of an entry in a trusted checkpoint.
+#[derive(Debug, Clone)]
+pub struct VerifiedInclusion {
+    pub index: u64,
+    pub entry: Vec<u8>,
+    pub checkpoint: SignedCheckpoint,
+    pub inclusion_proof: Vec<Hash>,
+}
+
+/// What a refresh did to the trusted state.
+#[derive(Debug, Clone)]
+pub enum Refresh {
+    /// No state yet: the first checkpoint seen is trusted on first use.
+    FirstUse(SignedCheckpoint),
+    /// The server's checkpoint is the trusted one.
+    Unchanged(SignedCheckpoint),
+    /// The trusted state moved to a newer, consistent checkpoint.
+    Advanced {
+        from: SignedCheckpoint,
+        to: SignedCheckpoint,
+    },
+}
+
+impl Refresh {
+    pub fn checkpoint(&self) -> &SignedCheckpoint {
+        match self {
+            Refresh::FirstUse(c) | Refresh::Unchanged(c) | Refresh::Advanced { to: c, .. } => c,
+        }
+    }
+}
+
+/// Where a checkpoint came from, which decides whether an older one is a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Offered as the server's latest.
+    Latest,
+    /// Carried by a receipt, naming the epoch an entry was sequenced in.
+    Receipt,
+}
+use Seen::{Latest, Receipt};
+
+/// A client with a trusted state on disk.
+#[derive(Debug)]
+pub struct LogClient {
+    api: LogApi,
+    state: TrustedStateFile,
+}
+
+impl LogClient {
+    /// Connects to `server` and loads (or starts) the trusted state in `state_path` for the log
+    /// whose verifier key is `log_key`.
+    pub async fn connect(
+        server: &str,
+        log_key: &str,
+        state_path: impl Into<std::path::PathBuf>,
+    ) -> Result<Self, ClientError> {
+        let api = LogApi::connect(server, log_key).await?;
+        let state = TrustedStateFile::open(state_path.into(), api.verifier())?;
+        Ok(LogClient { api, state })
+    }
+
+    /// The transport, for callers that need raw reads (the auditor).
+    pub fn api(&self) -> &LogApi {
+        &self.api
+    }
+
+    /// The last verified checkpoint, if any.
+    pub fn trusted(&self) -> Option<&SignedCheckpoint> {
+        self.state.checkpoint()
+    }
+
+    /// Fetches the latest checkpoint and moves the trusted state to it after checking consistency.
+    pub async fn refresh(&mut self) -> Result<Refresh, ClientError> {
+        let latest = self.api.checkpoint(None).await?;
+        self.accept(latest, Latest).await
+    }
+
+    /// Verifies `new` against the trusted state and, if it is newer, makes it the trusted state.
+    /// A server's *latest* checkpoint older than the trusted one is a rollback. An older
+    /// checkpoint that came with a receipt (the epoch an append was sequenced in, while another
+    /// call already saw a newer one) must be consistent with the trusted state and leaves it
+    /// unchanged.
+    async fn accept(&mut self, new: SignedCheckpoint, kind: Seen) -> Result<Refresh, ClientError> {
+        let Some(trusted) = self.state.checkpoint().cloned() else {
+            self.state.store(&new)?;
+            return Ok(Refresh::FirstUse(new));
+        };
+        let (t, n) = (trusted.checkpoint(), new.checkpoint());
+        if kind == Receipt && n.epoch < t.epoch && n.size <= t.size && n.origin == t.origin {
+            // An older checkpoint (say, the one an append was sequenced in while another call
+            // already saw a newer one): it must be a prefix of what we trust.
+            // The trusted checkpoint must be a valid step from the older one.
+            let proof = self.consistency(n.size, t.size).await?;
+            trust::advance(&new, &trusted, &proof)?;
+            return Ok(Refresh::Unchanged(trusted));
+        }
+        let proof = if t.size < n.size && n.epoch > t.epoch {
+            self.consistency(t.size, n.size).await?
+        } else {
+            Vec::new()
+        };
+        match trust::advance(&trusted, &new, &proof)? {
+            Step::Same => Ok(Refresh::Unchanged(trusted)),
+            Step::Advanced(next) => {
+                self.state.store(&next)?;
+                Ok(Refresh::Advanced {
+                    from: trusted,
+                    to: next,
+                })
+            }
+        }
+    }
+
+    async fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ClientError> {
+        if old == 0 || old == new {
+            return Ok(Vec::new());
+        }
+        self.api.consistency_proof(old, new).await
+    }
+
+    /// Appends a message-log record and verifies the receipt: the entry bytes are the ones sent,
+    /// the inclusion proof verifies against the signed checkpoint, and that checkpoint is
+    /// consistent with the trusted state.
+    pub async fn append(
+        &mut self,
+        namespace: &str,
+        payload: Vec<u8>,
+    ) -> Result<VerifiedAppend, ClientError> {
+        let entry = Entry::Record(Record::new(Namespace::new(namespace)?, payload)?);
+        let receipt = self.api.append(&entry).await?;
+        if receipt.entry != entry.encode() {
+            return Err(ClientError::EntryMismatch);
+        }
+        let checkpoint = self.api.open(&receipt.checkpoint_note)?;
+        let cp = checkpoint.checkpoint();
+        verify_inclusion(
+            &leaf_hash(&receipt.entry),
+            receipt.index,
+            cp.size,
+            &receipt.inclusion_proof,
+            &cp.root,
+        )
+        .map_err(|source| ClientError::Proof {
+            what: format!("inclusion proof of entry {}", receipt.index),
+            source,
+        })?;
+        self.accept(checkpoint.clone(), Receipt).await?;
+        Ok(VerifiedAppend {
+            index: receipt.index,
+            entry: receipt.entry,
+            checkpoint,
+            inclusion_proof: receipt.inclusion_proof,
+        })
+    }
+
+    /// Proves that entry `index` is in the latest (verified) checkpoint, and returns it.
+    pub async fn prove(&mut self, index: u64) -> Result<VerifiedInclusion, ClientError> {
+        let checkpoint = self.refresh().await?.checkpoint().clone();
+        let cp = checkpoint.checkpoint();
+        if index >= cp.size {
+            return Err(ClientError::IndexBeyondTree {
+                index,
+                size: cp.size,
+            });
+        }
+        let entry = self
+            .api
+            .entries(index, index + 1)
+            .await?
+            .pop()
+            .expect("entries() returns exactly the range");
+        let proof = self.api.inclusion_proof(index, cp.size).await?;
+        verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).map_err(
+            |source| ClientError::Proof {
+                what: format!("inclusion proof of entry {index}"),
+                source,
+            },
+        )?;
+        Ok(VerifiedInclusion {
+            index,
+            entry,
+            inclusion_proof: proof,
+            checkpoint,
+        })
+    }
+
+    /// Re-verifies the stored state against the server: the server must still serve the very
+    /// checkpoint we trust for its epoch (otherwise it signed two for one epoch), and its latest
+    /// checkpoint must be consistent with it.
+    pub async fn verify(&mut self) -> Result<Refresh, ClientError> {
+        if let Some(trusted) = self.state.checkpoint().cloned() {
+            let epoch = trusted.checkpoint().epoch;
+            let served = self.api.checkpoint(Some(epoch)).await?;
+            trust::advance(&trusted, &served, &[])?;
+        }
+        self.refresh().await
+    }
+}

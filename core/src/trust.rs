@@ -1,0 +1,279 @@
+//! The trusted-state step of clients and auditors.
+//!
+//! A verifier keeps the last checkpoint it accepted and replaces it only after checking that the
+//! new one extends it: same log, no rollback, an append-only tree (consistency proof), a clock
+//! that does not go backwards and, for consecutive epochs, an intact `prev` link. Every refusal is
+//! a [`Violation`] carrying [`Evidence`] that anyone can re-check with the log's public key.
+//!
+//! What the evidence proves: two signed checkpoints of one epoch with different bodies, a signed
+//! rollback, a broken link or a clock going backwards are conclusive on their own. A [`Fork`]
+//! found only because the consistency proof failed is conclusive only once nobody can produce a
+//! valid proof between the two checkpoints (the proof may simply be wrong); an auditor settles it
+//! by recomputing the roots from the entries.
+//!
+//! [`Fork`]: Violation::Fork
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{ChainError, SignedCheckpoint};
+use crate::hash::Hash;
+use crate::merkle::verify_consistency;
+
+/// Everything needed to show a violation to a third party: both signed notes and the proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Stable kind: `wrong-origin`, `fork`, `rollback`, `broken-chain`, `time-went-backwards`.
+    pub kind: String,
+    /// What was found, for humans.
+    pub detail: String,
+    /// The signed checkpoint that was trusted (or came first in the chain).
+    pub trusted_note: String,
+    /// The signed checkpoint that was refused.
+    pub new_note: String,
+    /// The consistency proof that came with the new checkpoint, base64 hashes.
+    pub consistency_proof: Vec<String>,
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// A new checkpoint that must not be accepted, with the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// The checkpoints are from different logs.
+    #[error("wrong origin: {0}")]
+    WrongOrigin(Box<Evidence>),
+    /// Two different checkpoints for one epoch, or trees that are not consistent.
+    #[error("fork: {0}")]
+    Fork(Box<Evidence>),
+    /// A lower epoch, or a higher epoch with a smaller tree.
+    #[error("rollback: {0}")]
+    Rollback(Box<Evidence>),
+    /// The next epoch does not name the previous checkpoint, or an epoch was skipped in a chain.
+    #[error("broken chain: {0}")]
+    BrokenChain(Box<Evidence>),
+    /// A later epoch with an earlier time.
+    #[error("time went backwards: {0}")]
+    TimeWentBackwards(Box<Evidence>),
+}
+
+impl Violation {
+    pub fn evidence(&self) -> &Evidence {
+        match self {
+            Self::WrongOrigin(e)
+            | Self::Fork(e)
+            | Self::Rollback(e)
+            | Self::BrokenChain(e)
+            | Self::TimeWentBackwards(e) => e,
+        }
+    }
+}
+
+/// Result of a successful [`advance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The new checkpoint has the same body as the trusted one.
+    Same,
+    /// The new checkpoint extends the trusted one and is now the one to trust.
+    Advanced(SignedCheckpoint),
+}
+
+/// Builds violations that all carry the same two notes and proof.
+struct Witness<'a> {
+    trusted: &'a SignedCheckpoint,
+    new: &'a SignedCheckpoint,
+    proof: &'a [Hash],
+}
+
+impl Witness<'_> {
+    fn evidence(&self, kind: &str, detail: String) -> Box<Evidence> {
+        Box::new(Evidence {
+            kind: kind.to_owned(),
+            detail,
+            trusted_note: self.trusted.note().to_owned(),
+            new_note: self.new.note().to_owned(),
+            consistency_proof: self.proof.iter().map(|h| BASE64.encode(h)).collect(),
+        })
+    }
+
+    fn wrong_origin(&self) -> Violation {
+        let (t, n) = (self.trusted.checkpoint(), self.new.checkpoint());
+        Violation::WrongOrigin(self.evidence(
+            "wrong-origin",
+            format!("origin {:?} is not {:?}", n.origin, t.origin),
+        ))
+    }
+
+    fn fork(&self, detail: String) -> Violation {
+        Violation::Fork(self.evidence("fork", detail))
+    }
+
+    fn equivocation(&self) -> Violation {
+        let epoch = self.new.checkpoint().epoch;
+        self.fork(format!(
+            "two different signed checkpoints for epoch {epoch}"
+        ))
+    }
+
+    fn rollback(&self, detail: String) -> Violation {
+        Violation::Rollback(self.evidence("rollback", detail))
+    }
+
+    fn broken_chain(&self, detail: String) -> Violation {
+        Violation::BrokenChain(self.evidence("broken-chain", detail))
+    }
+
+    fn time_went_backwards(&self) -> Violation {
+        let (t, n) = (self.trusted.checkpoint(), self.new.checkpoint());
+        Violation::TimeWentBackwards(self.evidence(
+            "time-went-backwards",
+            format!(
+                "epoch {} has time {} ms, before epoch {} at {} ms",
+                n.epoch, n.time_ms, t.epoch, t.time_ms
+            ),
+        ))
+    }
+}
+
+/// Decides whether `new` may replace `trusted`. Both must already be opened with
+/// [`SignedCheckpoint::open`] (signatures checked); `consistency` is the RFC 9162 consistency
+/// proof from `trusted.size` to `new.size`.
+///
+/// - different origin: [`Violation::WrongOrigin`];
+/// - same epoch: same body is [`Step::Same`] (the proof is not needed and must be empty),
+///   a different body is a [`Violation::Fork`];
+/// - lower epoch, or higher epoch with a smaller tree: [`Violation::Rollback`];
+/// - higher epoch: the proof must verify ([`Violation::Fork`]), the time must not go back
+///   ([`Violation::TimeWentBackwards`]) and, for the very next epoch, `prev` must be the trusted
+///   body's hash ([`Violation::BrokenChain`]).
+pub fn advance(
+    trusted: &SignedCheckpoint,
+    new: &SignedCheckpoint,
+    consistency: &[Hash],
+) -> Result<Step, Violation> {
+    let w = Witness {
+        trusted,
+        new,
+        proof: consistency,
+    };
+    let (t, n) = (trusted.checkpoint(), new.checkpoint());
+    if t.origin != n.origin {
+        return Err(w.wrong_origin());
+    }
+    if n.epoch == t.epoch {
+        if n != t {
+            return Err(w.equivocation());
+        }
+        if !consistency.is_empty() {
+            // Not misbehaviour of the log, but nothing to prove either: refuse the input.
+            return Err(w.fork(format!(
+                "non-empty consistency proof between identical checkpoints of epoch {}",
+                n.epoch
+            )));
+        }
+        return Ok(Step::Same);
+    }
+    if n.epoch < t.epoch {
+        return Err(w.rollback(format!(
+            "epoch {} is older than the trusted epoch {}",
+            n.epoch, t.epoch
+        )));
+    }
+    if n.size < t.size {
+        return Err(w.rollback(format!(
+            "epoch {} has {} entries, fewer than {} at epoch {}",
+            n.epoch, n.size, t.size, t.epoch
+        )));
+    }
+    // Every tree extends the empty one (whose root `parse_body` pins); RFC 9162 has no proof
+    // for it, so the proof must be empty.
+    let proven = if t.size == 0 {
+        if consistency.is_empty() {
+            Ok(())
+        } else {
+            Err("non-empty proof from the empty tree".to_owned())
+        }
+    } else {
+        verify_consistency(t.size, n.size, consistency, &t.root, &n.root).map_err(|e| e.to_string())
+    };
+    if let Err(e) = proven {
+        return Err(w.fork(format!(
+            "tree of size {} at epoch {} is not proven to extend tree of size {} at epoch {}: {e}",
+            n.size, n.epoch, t.size, t.epoch
+        )));
+    }
+    if n.time_ms < t.time_ms {
+        return Err(w.time_went_backwards());
+    }
+    if n.epoch == t.epoch + 1 && n.prev != t.body_hash() {
+        return Err(w.broken_chain(format!(
+            "epoch {} does not name epoch {} as its predecessor",
+            n.epoch, t.epoch
+        )));
+    }
+    Ok(Step::Advanced(new.clone()))
+}
+
+/// Checks one link of a chain of consecutive checkpoints (the auditor's walk): `next` must
+/// follow `prev` by [`Checkpoint::follows`](crate::checkpoint::Checkpoint::follows). Two
+/// checkpoints of the same epoch are fine if identical and a [`Violation::Fork`] otherwise.
+///
+/// Log consistency is not checked here: the auditor recomputes every root from the entries.
+pub fn check_link(prev: &SignedCheckpoint, next: &SignedCheckpoint) -> Result<(), Violation> {
+    let w = Witness {
+        trusted: prev,
+        new: next,
+        proof: &[],
+    };
+    let (p, n) = (prev.checkpoint(), next.checkpoint());
+    if p.origin == n.origin && p.epoch == n.epoch {
+        return if p == n {
+            Ok(())
+        } else {
+            Err(w.equivocation())
+        };
+    }
+    n.follows(p).map_err(|e| match e {
+        ChainError::OriginChanged { .. } => w.wrong_origin(),
+        ChainError::EpochNotNext { prev, next } if next < prev => w.rollback(e.to_string()),
+        ChainError::EpochNotNext { .. } | ChainError::PrevMismatch => w.broken_chain(e.to_string()),
+        ChainError::SizeDecreased { .. } => w.rollback(e.to_string()),
+        ChainError::TimeWentBackwards { .. } => w.time_went_backwards(),
+    })
+}
+
+/// What a verifier has accepted so far. Replaced only after a verified step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedState {
+    latest: SignedCheckpoint,
+}
+
+impl TrustedState {
+    /// Starts from a checkpoint trusted out of band (pinned, or first use), already opened.
+    pub fn new(initial: SignedCheckpoint) -> Self {
+        Self { latest: initial }
+    }
+
+    pub fn latest(&self) -> &SignedCheckpoint {
+        &self.latest
+    }
+
+    /// [`advance`]s to `new`; on any violation the state is left unchanged.
+    pub fn update(
+        &mut self,
+        new: &SignedCheckpoint,
+        consistency: &[Hash],
+    ) -> Result<(), Violation> {
+        if let Step::Advanced(next) = advance(&self.latest, new, consistency)? {
+            self.latest = next;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! Configuration in two steps: raw values from a TOML file, the environment and flags (flags win
+//! over the environment, which wins over the file, which wins over the defaults), then one
+//! validated [`Config`]. Validation happens before any port is bound or file is created.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kt_core::note::KeyName;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::sequencer::SequencerConfig;
+use crate::startup::StartupCheck;
+
+/// Raw settings; every field optional so the sources can be layered.
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory of the RocksDB database (and of the default key file).
+    #[arg(long, env = "KTD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "KTD_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
+    /// Read-only HTTP (tlog-tiles) listen address.
+    #[arg(long, env = "KTD_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// The log's origin line, also the name of its signing key.
+    #[arg(long, env = "KTD_ORIGIN")]
+    pub origin: Option<String>,
+    /// Signing key file (`ktd keygen` writes one). Default: `<data_dir>/log.key`, generated on
+    /// the first start of a new log.
+    #[arg(long, env = "KTD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Epoch length in milliseconds.
+    #[arg(long, env = "KTD_EPOCH_INTERVAL_MS")]
+    pub epoch_interval_ms: Option<u64>,
+    /// Interval of empty (heartbeat) epochs in milliseconds.
+    #[arg(long, env = "KTD_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Most entries per epoch.
+    #[arg(long, env = "KTD_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Most appends waiting for the sequencer before RESOURCE_EXHAUSTED.
+    #[arg(long, env = "KTD_QUEUE_DEPTH")]
+    pub queue_depth: Option<usize>,
+    /// Start-up verification: `full` (re-hash everything) or `quick` (right border only).
+    #[arg(long, env = "KTD_STARTUP_CHECK", value_parser = parse_startup_check)]
+    pub startup_check: Option<StartupCheck>,
+}
+
+fn parse_startup_check(s: &str) -> Result<StartupCheck, String> {
+    match s {
+        "full" => Ok(StartupCheck::Full),
+        "quick" => Ok(StartupCheck::Quick),
+        other => Err(format!("expected `full` or `quick`, got {other:?}")),
+    }
+}
+
+impl RawConfig {
+    /// `self` over `lower`: fields set here win.
+    pub fn or(self, lower: RawConfig) -> RawConfig {
+        RawConfig {
+            data_dir: self.data_dir.or(lower.data_dir),
+            grpc_addr: self.grpc_addr.or(lower.grpc_addr),
+            http_addr: self.http_addr.or(lower.http_addr),
+            origin: self.origin.or(lower.origin),
+            key_file: self.key_file.or(lower.key_file),
+            epoch_interval_ms: self.epoch_interval_ms.or(lower.epoch_interval_ms),
+            heartbeat_ms: self.heartbeat_ms.or(lower.heartbeat_ms),
+            max_batch: self.max_batch.or(lower.max_batch),
+            queue_depth: self.queue_depth.or(lower.queue_depth),
+            startup_check: self.startup_check.or(lower.startup_check),
+        }
+    }
+
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The embedded defaults: a loopback server with its data under `./data`.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_ORIGIN: &str = "keytrail.localhost/log";
+pub const DEFAULT_KEY_FILE_NAME: &str = "log.key";
+
+/// Where the signing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// An existing key file.
+    File(PathBuf),
+    /// The default key file of a brand-new data directory: generated on first start.
+    GenerateAt(PathBuf),
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub origin: String,
+    pub key: KeySource,
+    pub sequencer: SequencerConfig,
+    pub startup_check: StartupCheck,
+}
+
+/// A configuration that cannot be used; the server exits before binding anything.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(field, format!("{value} is outside {min}..={max}")));
+    }
+    Ok(value)
+}
+
+impl Config {
+    /// Validates raw settings.
+    pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let data_dir = raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let addr =
+            |field, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+                let value = value.unwrap_or_else(|| default.to_owned());
+                value
+                    .parse()
+                    .map_err(|e| invalid(field, format!("{value:?} is not an address: {e}")))
+            };
+        let grpc_addr = addr("grpc_addr", raw.grpc_addr, DEFAULT_GRPC_ADDR)?;
+        let http_addr = addr("http_addr", raw.http_addr, DEFAULT_HTTP_ADDR)?;
+        if grpc_addr == http_addr && grpc_addr.port() != 0 {
+            return Err(invalid("http_addr", "must differ from grpc_addr"));
+        }
+        let origin = raw.origin.unwrap_or_else(|| DEFAULT_ORIGIN.to_owned());
+        KeyName::new(&origin).map_err(|e| invalid("origin", e.to_string()))?;
+
+        let key = match raw.key_file {
+            Some(path) => {
+                check_key_file(&path)?;
+                KeySource::File(path)
+            }
+            None => {
+                let path = data_dir.join(DEFAULT_KEY_FILE_NAME);
+                if path.exists() {
+                    check_key_file(&path)?;
+                    KeySource::File(path)
+                } else if data_dir.join("CURRENT").exists() {
+                    // Never mint a new key for a log that already exists.
+                    return Err(invalid(
+                        "key_file",
+                        format!(
+                            "{} is missing but the log in {} exists",
+                            path.display(),
+                            data_dir.display()
+                        ),
+                    ));
+                } else {
+                    KeySource::GenerateAt(path)
+                }
+            }
+        };
+
+        let epoch_ms = ranged(
+            "epoch_interval_ms",
+            raw.epoch_interval_ms.unwrap_or(500),
+            1,
+            3_600_000,
+        )?;
+        let heartbeat_ms = ranged(
+            "heartbeat_ms",
+            raw.heartbeat_ms.unwrap_or(5_000),
+            1,
+            86_400_000,
+        )?;
+        if heartbeat_ms < epoch_ms {
+            return Err(invalid(
+                "heartbeat_ms",
+                format!("{heartbeat_ms} is shorter than epoch_interval_ms {epoch_ms}"),
+            ));
+        }
+        let sequencer = SequencerConfig {
+            epoch_interval: Duration::from_millis(epoch_ms),
+            heartbeat: Duration::from_millis(heartbeat_ms),
+            max_batch: ranged("max_batch", raw.max_batch.unwrap_or(1_000), 1, 100_000)?,
+            queue_depth: ranged(
+                "queue_depth",
+                raw.queue_depth.unwrap_or(10_000),
+                1,
+                1_000_000,
+            )?,
+        };
+        Ok(Config {
+            data_dir,
+            grpc_addr,
+            http_addr,
+            origin,
+            key,
+            sequencer,
+            startup_check: raw.startup_check.unwrap_or(StartupCheck::Full),
+        })
+    }
+}
+
+/// A key file must exist and be private to its owner.
+fn check_key_file(path: &Path) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| invalid("key_file", format!("{}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                "key_file",
+                format!(
+                    "{} is accessible by group or others (mode {:o}); run `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let _ = meta;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RawConfig {
+            data_dir: Some(dir.path().to_owned()),
+            max_batch: Some(7),
+            heartbeat_ms: Some(9_000),
+            ..RawConfig::default()
+        };
+        let flags = RawConfig {
+            max_batch: Some(11),
+            ..RawConfig::default()
+        };
+        let c = Config::validate(flags.or(file)).unwrap();
+        assert_eq!(c.sequencer.max_batch, 11);
+        assert_eq!(c.sequencer.heartbeat, Duration::from_millis(9_000));
+        assert_eq!(c.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
+        assert!(matches!(c.key, KeySource::GenerateAt(_)));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = |raw: RawConfig| match Config::validate(raw) {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let base = RawConfig {
+            data_dir: Some(dir.path().to_owned()),
+            ..RawConfig::default()
+        };
+        assert_eq!(
+            bad(RawConfig {
+                grpc_addr: Some("nowhere".into()),
+                ..base.clone()
+            }),
+            "grpc_addr"
+        );
+        assert_eq!(
+            bad(RawConfig {
+                origin: Some("a b".into()),
+                ..base.clone()
+            }),
+            "origin"
+        );
+        assert_eq!(
+            bad(RawConfig {
+                max_batch: Some(0),
+                ..base.clone()
+            }),
+            "max_batch"
+        );
+        assert_eq!(
+            bad(RawConfig {
+                epoch_interval_ms: Some(0),
+                ..base.clone()
+            }),
+            "epoch_interval_ms"
+        );
+        assert_eq!(
+            bad(RawConfig {
+                epoch_interval_ms: Some(1000),
+                heartbeat_ms: Some(10),
+                ..base.clone()
+            }),
+            "heartbeat_ms"
+        );
+        assert_eq!(
+            bad(RawConfig {
+                key_file: Some(dir.path().join("absent")),
+                ..base.clone()
+            }),
+            "key_file"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ktd.toml");
+        std::fs::write(&path, "data_dir = \"x\"\nbogus = 1\n").unwrap();
+        assert!(matches!(
+            RawConfig::from_file(&path),
+            Err(ConfigError::File { .. })
+        ));
+    }
+}

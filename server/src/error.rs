@@ -1,0 +1,80 @@
+//! The one table from domain errors to gRPC statuses.
+
+use kt_core::merkle::ProofError;
+use kt_proto::WireError;
+use tonic::{Code, Status};
+
+use crate::sequencer::SequencerError;
+use crate::storage::StorageError;
+
+/// How long a client should back off after `RESOURCE_EXHAUSTED`, sent as `retry-after-ms`.
+pub const RETRY_AFTER_MS: u64 = 500;
+
+/// An error a handler answers with. Every variant says what was wrong in its message.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let code = match &e {
+            ApiError::InvalidArgument(_) => Code::InvalidArgument,
+            ApiError::OutOfRange(_) => Code::OutOfRange,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::Busy(_) => Code::ResourceExhausted,
+            ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::Internal(_) => Code::Internal,
+        };
+        let mut status = Status::new(code, e.to_string());
+        if code == Code::ResourceExhausted {
+            status.metadata_mut().insert(
+                "retry-after-ms",
+                RETRY_AFTER_MS.to_string().parse().expect("ascii digits"),
+            );
+        }
+        status
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "storage read failed");
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<SequencerError> for ApiError {
+    fn from(e: SequencerError) -> Self {
+        match e {
+            SequencerError::QueueFull(_) => ApiError::Busy(e.to_string()),
+            SequencerError::Stopped(_) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<ProofError<StorageError>> for ApiError {
+    fn from(e: ProofError<StorageError>) -> Self {
+        match e {
+            ProofError::Read(e) => e.into(),
+            other => ApiError::InvalidArgument(other.to_string()),
+        }
+    }
+}

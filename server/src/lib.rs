@@ -1,0 +1,200 @@
+//! `ktd`, the KeyTrail server: the gRPC log service, the single-writer sequencer, RocksDB storage
+//! and the read-only tlog-tiles HTTP endpoint. `main.rs` only parses flags and calls [`start`], so
+//! tests run the real server on `127.0.0.1:0`.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod sequencer;
+pub mod service;
+pub mod startup;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kt_core::note::NoteSigner;
+use kt_proto::v1::log_server::LogServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{Config, KeySource};
+use crate::sequencer::Sequencer;
+use crate::service::LogService;
+use crate::storage::Storage;
+
+/// Largest gRPC message the server accepts or sends.
+pub const MAX_GRPC_MESSAGE: usize = 256 * 1024;
+
+/// A started server. Drop does not stop it; call [`RunningServer::shutdown`].
+#[derive(Debug)]
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub verifier_key: String,
+    pub origin: String,
+    storage: Arc<Storage>,
+    stop: Option<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sequencer_shutdown: Arc<AtomicBool>,
+    sequencer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The storage the server runs on (tests inspect it).
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// Stops accepting connections, lets the sequencer finish its current epoch (every queued
+    /// append is sequenced and answered), then waits for the servers to drain.
+    pub async fn shutdown(mut self) {
+        self.sequencer_shutdown.store(true, Ordering::SeqCst);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.sequencer.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        for task in self.tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a listener did not drain within 10 s");
+            }
+        }
+    }
+}
+
+fn load_or_create_key(config: &Config) -> anyhow::Result<NoteSigner> {
+    Ok(match &config.key {
+        KeySource::File(path) => keys::load(path, &config.origin)?,
+        KeySource::GenerateAt(path) => {
+            let signer = keys::generate(path, &config.origin)?;
+            tracing::info!(
+                key_file = %path.display(),
+                verifier_key = %signer.verifier(),
+                "generated a new signing key for a new log"
+            );
+            signer
+        }
+    })
+}
+
+/// Checks that the database belongs to this origin and key, recording them in a new database.
+fn check_identity(storage: &Storage, origin: &str, verifier_key: &str) -> anyhow::Result<()> {
+    for (field, want) in [("origin", origin), ("verifier_key", verifier_key)] {
+        match storage.meta(field)? {
+            Some(found) if found != want => anyhow::bail!(
+                "the log in this data directory has {field} {found:?}, but the configuration gives {want:?}"
+            ),
+            Some(_) => {}
+            None => storage.set_meta(field, want)?,
+        }
+    }
+    Ok(())
+}
+
+/// Opens storage, verifies it, and starts the sequencer and both listeners.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    // Bind first, so a busy port fails before anything is written (the config is already valid).
+    let grpc_listener = TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let signer = load_or_create_key(&config)?;
+    let verifier = signer.verifier();
+    let verifier_key = verifier.to_string();
+    let storage = Arc::new(
+        Storage::open(&config.data_dir)
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
+    );
+    check_identity(&storage, &config.origin, &verifier_key)?;
+    let recovered = {
+        let storage = storage.clone();
+        let (origin, check) = (config.origin.clone(), config.startup_check);
+        tokio::task::spawn_blocking(move || startup::recover(&storage, &origin, &verifier, check))
+            .await??
+    };
+    let (sequencer, latest) = Sequencer::new(
+        storage.clone(),
+        signer,
+        recovered.frontier,
+        recovered.latest,
+    )?;
+    {
+        let cp = latest.borrow();
+        tracing::info!(
+            epoch = cp.checkpoint().epoch,
+            size = cp.checkpoint().size,
+            "storage verified against the last signed checkpoint"
+        );
+    }
+    let sequencer_shutdown = Arc::new(AtomicBool::new(false));
+    let (handle, sequencer_thread) =
+        sequencer.spawn(config.sequencer.clone(), sequencer_shutdown.clone());
+
+    let service = LogService::new(storage.clone(), handle, latest.clone());
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<LogServer<LogService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kt_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let stop = futures::future::FutureExt::shared(async move {
+        let _ = stop_rx.await;
+    });
+    let grpc = {
+        let stop = stop.clone();
+        let log = LogServer::new(service)
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE);
+        tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .add_service(health_service)
+                .add_service(reflection)
+                .add_service(log)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stop)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        })
+    };
+    let http = {
+        let router = http::router(storage.clone(), latest);
+        tokio::spawn(async move {
+            let result = axum::serve(http_listener, router)
+                .with_graceful_shutdown(stop)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        })
+    };
+    Ok(RunningServer {
+        grpc_addr,
+        http_addr,
+        verifier_key,
+        origin: config.origin.clone(),
+        storage,
+        stop: Some(stop_tx),
+        tasks: vec![grpc, http],
+        sequencer_shutdown,
+        sequencer: Some(sequencer_thread),
+    })
+}

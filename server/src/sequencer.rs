@@ -1,0 +1,389 @@
+//! The single writer of the log (brief §5).
+//!
+//! One OS thread owns the write path: the frontier of the tree, the partial tiles and the latest
+//! checkpoint. Requests reach it through a bounded channel; a full channel is back-pressure that
+//! callers see as `RESOURCE_EXHAUSTED`. Each epoch, in this order:
+//!
+//! 1. hash the pending entries into the in-memory frontier, collecting new tile contents;
+//! 2. build the next checkpoint (epoch + 1, `prev` = hash of the previous body) and sign it;
+//! 3. write entries, tiles and the signed checkpoint in one synced `WriteBatch` — the commit point;
+//! 4. publish the checkpoint to readers and watchers;
+//! 5. answer the waiting requests.
+//!
+//! A signed checkpoint becomes visible to anyone only after step 3, so nothing is ever served
+//! that is not durable. If step 3 fails the state on disk is unknown: the sequencer fails the
+//! pending requests and stops (appends then answer `UNAVAILABLE`); a restart recovers from
+//! storage. Reads are unaffected.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use kt_core::hash::{leaf_hash, Hash, HASH_SIZE};
+use kt_core::merkle::{Frontier, NodeId};
+use kt_core::note::NoteSigner;
+use kt_core::tiles::{TILE_HEIGHT, TILE_WIDTH};
+use thiserror::Error;
+use tokio::sync::{oneshot, watch};
+
+use crate::storage::{EpochWrite, Storage, StorageError};
+
+/// Timing and size limits of the write path.
+#[derive(Debug, Clone)]
+pub struct SequencerConfig {
+    /// How often an epoch closes when requests are waiting.
+    pub epoch_interval: Duration,
+    /// How often an empty epoch is published, so clients can tell a fresh log from a stalled one.
+    pub heartbeat: Duration,
+    /// Most entries in one epoch; a full batch closes the epoch at once.
+    pub max_batch: usize,
+    /// Most requests waiting for the sequencer; beyond it appends are refused.
+    pub queue_depth: usize,
+}
+
+/// Why an append was not sequenced. None of these wrote anything.
+#[derive(Debug, Clone, Error)]
+pub enum SequencerError {
+    #[error("the append queue is full ({0} requests waiting); retry after a short back-off")]
+    QueueFull(usize),
+    #[error("the sequencer is not running: {0}")]
+    Stopped(String),
+}
+
+/// A sequenced, durable entry and the first checkpoint that includes it.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub index: u64,
+    pub checkpoint: Arc<SignedCheckpoint>,
+}
+
+struct Job {
+    entry: Vec<u8>,
+    reply: oneshot::Sender<Result<Appended, SequencerError>>,
+}
+
+/// The cheap, cloneable handle the services use.
+#[derive(Clone, Debug)]
+pub struct SequencerHandle {
+    tx: SyncSender<Job>,
+    queue_depth: usize,
+    stopped: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("entry_len", &self.entry.len())
+            .finish()
+    }
+}
+
+impl SequencerHandle {
+    /// Queues canonical entry bytes and waits until they are durable in a signed checkpoint.
+    pub async fn append(&self, entry: Vec<u8>) -> Result<Appended, SequencerError> {
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(Job { entry, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(SequencerError::QueueFull(self.queue_depth)),
+            Err(TrySendError::Disconnected(_)) => return Err(self.stopped_error()),
+        }
+        answer.await.unwrap_or_else(|_| Err(self.stopped_error()))
+    }
+
+    fn stopped_error(&self) -> SequencerError {
+        let why = self.stopped.lock().expect("not poisoned").clone();
+        SequencerError::Stopped(why.unwrap_or_else(|| "the server is shutting down".into()))
+    }
+}
+
+/// Why the log could not be opened for writing. The server refuses to start on any of these.
+#[derive(Debug, Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("stored checkpoint of epoch {epoch} does not verify: {reason}")]
+    BadCheckpoint { epoch: u64, reason: String },
+    #[error("the root recomputed from storage does not match the last signed checkpoint (epoch {epoch}, size {size}): stored data was modified or lost")]
+    RootMismatch { epoch: u64, size: u64 },
+    #[error("storage is inconsistent with the last signed checkpoint: {0}")]
+    Inconsistent(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The write-path state, owned by the sequencer thread.
+pub struct Sequencer {
+    storage: Arc<Storage>,
+    signer: NoteSigner,
+    frontier: Frontier,
+    /// The incomplete right-most tile of each tile level (at most 255 hashes each).
+    partial_tiles: Vec<Vec<Hash>>,
+    latest: Arc<SignedCheckpoint>,
+    published: watch::Sender<Arc<SignedCheckpoint>>,
+}
+
+impl std::fmt::Debug for Sequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("size", &self.frontier.size())
+            .field("epoch", &self.latest.checkpoint().epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sequencer {
+    /// Opens the write path on verified storage (see `crate::startup`), writing the genesis
+    /// checkpoint of a new log.
+    pub fn new(
+        storage: Arc<Storage>,
+        signer: NoteSigner,
+        frontier: Frontier,
+        latest: Option<SignedCheckpoint>,
+    ) -> Result<(Self, watch::Receiver<Arc<SignedCheckpoint>>), RecoveryError> {
+        let latest = match latest {
+            Some(cp) => cp,
+            None => {
+                let genesis = Checkpoint::genesis(signer.name().to_string(), now_ms());
+                let signed = SignedCheckpoint::sign(genesis, &signer);
+                storage.commit_epoch(&EpochWrite {
+                    epoch: 0,
+                    checkpoint_note: signed.note().as_bytes().to_vec(),
+                    ..EpochWrite::default()
+                })?;
+                signed
+            }
+        };
+        let partial_tiles = load_partial_tiles(&storage, frontier.size())?;
+        let latest = Arc::new(latest);
+        let (published, subscribed) = watch::channel(latest.clone());
+        Ok((
+            Sequencer {
+                storage,
+                signer,
+                frontier,
+                partial_tiles,
+                latest,
+                published,
+            },
+            subscribed,
+        ))
+    }
+
+    /// Starts the sequencer thread. Setting `shutdown` makes it finish the current epoch
+    /// (every request already queued is sequenced) and exit.
+    pub fn spawn(
+        self,
+        config: SequencerConfig,
+        shutdown: Arc<AtomicBool>,
+    ) -> (SequencerHandle, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_depth);
+        let stopped = Arc::new(Mutex::new(None));
+        let handle = SequencerHandle {
+            tx,
+            queue_depth: config.queue_depth,
+            stopped: stopped.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ktd-sequencer".into())
+            .spawn(move || self.run(rx, config, shutdown, stopped))
+            .expect("spawn the sequencer thread");
+        (handle, thread)
+    }
+
+    fn run(
+        mut self,
+        rx: Receiver<Job>,
+        config: SequencerConfig,
+        shutdown: Arc<AtomicBool>,
+        stopped: Arc<Mutex<Option<String>>>,
+    ) {
+        let mut pending: Vec<Job> = Vec::new();
+        let mut epoch_due = Instant::now() + config.epoch_interval;
+        let mut last_commit = Instant::now();
+        loop {
+            let closing = shutdown.load(Ordering::SeqCst);
+            if closing {
+                // Finish the current epoch: everything already queued gets sequenced.
+                while let Ok(job) = rx.try_recv() {
+                    pending.push(job);
+                }
+            }
+            let now = Instant::now();
+            let epoch_over = now >= epoch_due;
+            let heartbeat_due = now.duration_since(last_commit) >= config.heartbeat;
+            let commit_now = pending.len() >= config.max_batch
+                || (epoch_over && (!pending.is_empty() || heartbeat_due))
+                || (closing && !pending.is_empty());
+            if commit_now {
+                let take = pending.len().min(config.max_batch);
+                let batch: Vec<Job> = pending.drain(..take).collect();
+                if let Err(e) = self.commit(batch) {
+                    let why = format!("epoch commit failed, restart to recover from storage: {e}");
+                    tracing::error!("{why}");
+                    *stopped.lock().expect("not poisoned") = Some(why.clone());
+                    for job in pending.drain(..).chain(rx.try_iter()) {
+                        let _ = job.reply.send(Err(SequencerError::Stopped(why.clone())));
+                    }
+                    return;
+                }
+                last_commit = Instant::now();
+                continue;
+            }
+            if closing {
+                tracing::info!(epoch = self.latest.checkpoint().epoch, "sequencer stopped");
+                return;
+            }
+            if epoch_over {
+                epoch_due = now + config.epoch_interval;
+            }
+            // Wake at the next epoch boundary, or sooner to notice shutdown.
+            let wait = epoch_due
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100));
+            match rx.recv_timeout(wait) {
+                Ok(job) => {
+                    pending.push(job);
+                    // Take whatever else is already queued without waiting.
+                    while pending.len() < config.max_batch {
+                        match rx.try_recv() {
+                            Ok(job) => pending.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => shutdown.store(true, Ordering::SeqCst),
+            }
+        }
+    }
+
+    /// Sequences one epoch. On error nothing was published and no request was answered.
+    fn commit(&mut self, jobs: Vec<Job>) -> Result<(), StorageError> {
+        let first_index = self.frontier.size();
+        let mut dirty_tiles: Vec<(u8, u64)> = Vec::new();
+        let mut write = EpochWrite {
+            first_index,
+            ..EpochWrite::default()
+        };
+        // Work on a copy so a failed commit leaves the in-memory state at the last durable epoch.
+        let mut frontier = self.frontier.clone();
+        let mut partial = self.partial_tiles.clone();
+        for job in &jobs {
+            for (node, hash) in frontier.append(leaf_hash(&job.entry)) {
+                record_tile_hash(node, hash, &mut partial, &mut write, &mut dirty_tiles);
+            }
+            write.entries.push(job.entry.clone());
+        }
+        for (level, index) in dirty_tiles {
+            let hashes = &partial[level as usize];
+            if !hashes.is_empty() {
+                write.tiles.push(((level, index), hashes.concat()));
+            }
+        }
+        let prev = self.latest.checkpoint();
+        let next = Checkpoint {
+            origin: prev.origin.clone(),
+            size: frontier.size(),
+            root: frontier.root(),
+            epoch: prev.epoch + 1,
+            map_root: prev.map_root,
+            prev: prev.body_hash(),
+            // Never let time run backwards, even if the wall clock does.
+            time_ms: now_ms().max(prev.time_ms),
+        };
+        let signed = SignedCheckpoint::sign(next, &self.signer);
+        write.epoch = signed.checkpoint().epoch;
+        write.checkpoint_note = signed.note().as_bytes().to_vec();
+
+        self.storage.commit_epoch(&write)?; // the commit point
+
+        self.frontier = frontier;
+        self.partial_tiles = partial;
+        self.latest = Arc::new(signed);
+        self.published.send_replace(self.latest.clone());
+        tracing::debug!(
+            epoch = self.latest.checkpoint().epoch,
+            size = self.frontier.size(),
+            entries = jobs.len(),
+            "epoch committed"
+        );
+        for (i, job) in jobs.into_iter().enumerate() {
+            let _ = job.reply.send(Ok(Appended {
+                index: first_index + i as u64,
+                checkpoint: self.latest.clone(),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Adds a newly completed node to the tiles when it sits on a tile level (a multiple of 8).
+fn record_tile_hash(
+    node: NodeId,
+    hash: Hash,
+    partial: &mut Vec<Vec<Hash>>,
+    write: &mut EpochWrite,
+    dirty: &mut Vec<(u8, u64)>,
+) {
+    if node.level % TILE_HEIGHT != 0 {
+        return;
+    }
+    let tile_level = node.level / TILE_HEIGHT;
+    let tile_index = node.index / TILE_WIDTH;
+    if partial.len() <= tile_level as usize {
+        partial.resize(tile_level as usize + 1, Vec::new());
+    }
+    let tile = &mut partial[tile_level as usize];
+    debug_assert_eq!(tile.len() as u64, node.index % TILE_WIDTH);
+    tile.push(hash);
+    if tile.len() as u64 == TILE_WIDTH {
+        write
+            .tiles
+            .push(((tile_level, tile_index), std::mem::take(tile).concat()));
+        dirty.retain(|d| *d != (tile_level, tile_index));
+    } else if !dirty.contains(&(tile_level, tile_index)) {
+        dirty.push((tile_level, tile_index));
+    }
+}
+
+/// Loads the incomplete right-most tile of every level for a tree of `size` leaves.
+fn load_partial_tiles(storage: &Storage, size: u64) -> Result<Vec<Vec<Hash>>, RecoveryError> {
+    let mut partial = Vec::new();
+    let mut level: u8 = 0;
+    loop {
+        let shift = u32::from(level) * u32::from(TILE_HEIGHT);
+        let nodes = if shift >= 64 { 0 } else { size >> shift };
+        if nodes == 0 {
+            break;
+        }
+        let width = (nodes % TILE_WIDTH) as usize;
+        let mut hashes = Vec::new();
+        if width > 0 {
+            let index = nodes / TILE_WIDTH;
+            let bytes = storage.tile(level, index)?.ok_or_else(|| {
+                RecoveryError::Inconsistent(format!("partial tile {level}/{index} is missing"))
+            })?;
+            if bytes.len() < width * HASH_SIZE {
+                return Err(RecoveryError::Inconsistent(format!(
+                    "tile {level}/{index} holds {} hashes, want {width}",
+                    bytes.len() / HASH_SIZE
+                )));
+            }
+            hashes = bytes[..width * HASH_SIZE]
+                .chunks_exact(HASH_SIZE)
+                .map(|c| Hash::try_from(c).expect("32-byte chunks"))
+                .collect();
+        }
+        partial.push(hashes);
+        level += 1;
+    }
+    Ok(partial)
+}

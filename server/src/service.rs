@@ -1,0 +1,307 @@
+//! The `keytrail.v1.Log` gRPC service. Handlers decode, call storage or the sequencer, encode;
+//! the protocol lives in `kt-core`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use kt_core::checkpoint::SignedCheckpoint;
+use kt_core::entry::{Entry, MAX_ENTRY_LEN};
+use kt_core::merkle;
+use kt_proto::v1::log_server::Log;
+use kt_proto::v1::{
+    AppendRequest, AppendResponse, Checkpoint, GetCheckpointRequest, GetCheckpointResponse,
+    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest,
+    GetInclusionProofRequest, GetInclusionProofResponse, LogEntry, WatchCheckpointsRequest,
+};
+use kt_proto::{hashes_to_wire, AppendReceipt};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::ApiError;
+use crate::sequencer::SequencerHandle;
+use crate::storage::Storage;
+
+/// Most entries one `GetEntries` call returns.
+pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
+/// Entries are read from storage and sent in chunks of this many.
+const ENTRY_CHUNK: u64 = 256;
+/// Messages buffered per server stream; a slow reader waits here without holding anything else.
+const STREAM_BUFFER: usize = 32;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The log service's shared state: storage for reads, the sequencer for writes, and the latest
+/// published checkpoint.
+#[derive(Debug, Clone)]
+pub struct LogService {
+    storage: Arc<Storage>,
+    sequencer: SequencerHandle,
+    latest: watch::Receiver<Arc<SignedCheckpoint>>,
+}
+
+impl LogService {
+    pub fn new(
+        storage: Arc<Storage>,
+        sequencer: SequencerHandle,
+        latest: watch::Receiver<Arc<SignedCheckpoint>>,
+    ) -> Self {
+        LogService {
+            storage,
+            sequencer,
+            latest,
+        }
+    }
+
+    fn latest(&self) -> Arc<SignedCheckpoint> {
+        self.latest.borrow().clone()
+    }
+
+    /// Runs a blocking storage read off the async workers.
+    async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Storage) -> Result<T, ApiError> + Send + 'static,
+    {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || f(&storage))
+            .await
+            .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+fn checkpoint_message(cp: &SignedCheckpoint) -> Checkpoint {
+    Checkpoint {
+        note: cp.note().as_bytes().to_vec(),
+    }
+}
+
+/// Checks that `size` names a tree the log has published.
+fn published_size(latest: &SignedCheckpoint, size: u64, what: &str) -> Result<(), ApiError> {
+    let have = latest.checkpoint().size;
+    if size > have {
+        return Err(ApiError::OutOfRange(format!(
+            "{what} {size} is beyond the latest checkpoint's tree size {have}"
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Log for LogService {
+    #[tracing::instrument(skip_all)]
+    async fn append(
+        &self,
+        request: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let entry = Entry::try_from(request.get_ref()).map_err(ApiError::from)?;
+        let bytes = entry.encode();
+        if bytes.len() > MAX_ENTRY_LEN {
+            return Err(ApiError::InvalidArgument(format!(
+                "entry is {} bytes, the limit is {MAX_ENTRY_LEN}",
+                bytes.len()
+            ))
+            .into());
+        }
+        let appended = self
+            .sequencer
+            .append(bytes.clone())
+            .await
+            .map_err(ApiError::from)?;
+        let (index, size) = (appended.index, appended.checkpoint.checkpoint().size);
+        let proof = self
+            .read(move |s| Ok(merkle::inclusion_proof(s, index, size)?))
+            .await?;
+        let receipt = AppendReceipt {
+            index,
+            entry: bytes,
+            checkpoint_note: appended.checkpoint.note().as_bytes().to_vec(),
+            inclusion_proof: proof,
+        };
+        Ok(Response::new(receipt.into()))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let checkpoint = match request.get_ref().epoch {
+            None => checkpoint_message(&self.latest()),
+            Some(epoch) => {
+                let latest = self.latest().checkpoint().epoch;
+                if epoch > latest {
+                    return Err(ApiError::NotFound(format!(
+                        "no checkpoint for epoch {epoch}: the latest epoch is {latest}"
+                    ))
+                    .into());
+                }
+                let note = self
+                    .read(move |s| {
+                        s.checkpoint(epoch)?.ok_or_else(|| {
+                            ApiError::Internal(format!("checkpoint of epoch {epoch} is missing"))
+                        })
+                    })
+                    .await?;
+                Checkpoint { note }
+            }
+        };
+        Ok(Response::new(GetCheckpointResponse {
+            checkpoint: Some(checkpoint),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        let GetInclusionProofRequest { index, tree_size } = *request.get_ref();
+        published_size(&self.latest(), tree_size, "tree_size")?;
+        if index >= tree_size {
+            return Err(ApiError::InvalidArgument(format!(
+                "index {index} is not in a tree of {tree_size} entries"
+            ))
+            .into());
+        }
+        let proof = self
+            .read(move |s| Ok(merkle::inclusion_proof(s, index, tree_size)?))
+            .await?;
+        Ok(Response::new(GetInclusionProofResponse {
+            hashes: hashes_to_wire(&proof),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let GetConsistencyProofRequest { old_size, new_size } = *request.get_ref();
+        if old_size > new_size {
+            return Err(ApiError::InvalidArgument(format!(
+                "old_size {old_size} is larger than new_size {new_size}"
+            ))
+            .into());
+        }
+        published_size(&self.latest(), new_size, "new_size")?;
+        let proof = self
+            .read(move |s| Ok(merkle::consistency_proof(s, old_size, new_size)?))
+            .await?;
+        Ok(Response::new(GetConsistencyProofResponse {
+            hashes: hashes_to_wire(&proof),
+        }))
+    }
+
+    type GetEntriesStream = BoxStream<LogEntry>;
+
+    async fn get_entries(
+        &self,
+        request: Request<GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        let GetEntriesRequest { start, end } = *request.get_ref();
+        if start >= end {
+            return Err(ApiError::InvalidArgument(format!(
+                "empty range: start {start} must be below end {end}"
+            ))
+            .into());
+        }
+        if end - start > MAX_ENTRIES_PER_CALL {
+            return Err(ApiError::InvalidArgument(format!(
+                "at most {MAX_ENTRIES_PER_CALL} entries per call, asked for {}",
+                end - start
+            ))
+            .into());
+        }
+        published_size(&self.latest(), end, "end")?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let storage = self.storage.clone();
+        tokio::spawn(async move {
+            let mut from = start;
+            while from < end {
+                let to = (from + ENTRY_CHUNK).min(end);
+                let s = storage.clone();
+                let chunk = tokio::task::spawn_blocking(move || s.entries(from, to)).await;
+                let chunk = match chunk {
+                    Ok(Ok(chunk)) => chunk,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(ApiError::from(e).into())).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                for (i, data) in chunk.into_iter().enumerate() {
+                    let entry = LogEntry {
+                        index: from + i as u64,
+                        data,
+                    };
+                    if tx.send(Ok(entry)).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                from = to;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchCheckpointsStream = BoxStream<Checkpoint>;
+
+    async fn watch_checkpoints(
+        &self,
+        request: Request<WatchCheckpointsRequest>,
+    ) -> Result<Response<Self::WatchCheckpointsStream>, Status> {
+        let mut published = self.latest.clone();
+        let latest_epoch = published.borrow().checkpoint().epoch;
+        let mut next = match request.get_ref().after_epoch {
+            Some(after) if after > latest_epoch => {
+                return Err(ApiError::OutOfRange(format!(
+                    "after_epoch {after} is beyond the latest epoch {latest_epoch}"
+                ))
+                .into())
+            }
+            Some(after) => after + 1,
+            None => latest_epoch,
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let storage = self.storage.clone();
+        tokio::spawn(async move {
+            loop {
+                let latest = published.borrow_and_update().checkpoint().epoch;
+                // Deliver every epoch in order, from storage, even if several were signed
+                // while this reader was slow.
+                while next <= latest {
+                    let s = storage.clone();
+                    let epoch = next;
+                    let note = match tokio::task::spawn_blocking(move || s.checkpoint(epoch)).await
+                    {
+                        Ok(Ok(Some(note))) => note,
+                        Ok(Ok(None)) => {
+                            let msg = format!("checkpoint of epoch {epoch} is missing");
+                            let _ = tx.send(Err(Status::internal(msg))).await;
+                            return;
+                        }
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(ApiError::from(e).into())).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                            return;
+                        }
+                    };
+                    if tx.send(Ok(Checkpoint { note })).await.is_err() {
+                        return;
+                    }
+                    next += 1;
+                }
+                tokio::select! {
+                    changed = published.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,280 @@
+//! RocksDB storage of the log. Key layout (also in `docs/architecture.md`):
+//!
+//! | column family | key                                   | value                                      |
+//! |---------------|---------------------------------------|--------------------------------------------|
+//! | `entries`     | index, u64 big-endian                 | canonical entry bytes                      |
+//! | `tiles`       | tile level u8, tile index u64 BE      | the tile's hashes, 32 bytes each (1..=256) |
+//! | `checkpoints` | epoch, u64 big-endian                 | the signed checkpoint note                 |
+//! | `meta`        | ASCII name (`origin`, `verifier_key`) | UTF-8 value                                |
+//!
+//! Big-endian keys make RocksDB's byte order the numeric order, so ranges are iterator scans and
+//! the latest checkpoint is the last key. Hashes are stored as C2SP tiles (256 hashes of one tree
+//! level per value), so an inclusion proof is a handful of point reads and the HTTP tiles are
+//! served straight from this column family. A partial tile is rewritten as it grows; since the
+//! tree only appends, every prefix of a stored tile stays valid.
+//!
+//! One epoch is one synced [`rocksdb::WriteBatch`] holding its entries, tiles and signed checkpoint:
+//! either all of an epoch is durable or none of it is.
+
+use std::path::Path;
+
+use kt_core::hash::{Hash, HASH_SIZE};
+use kt_core::merkle::{root_of_leaf_hashes, HashReader, NodeId};
+use kt_core::tiles::{tile_for_node, TILE_WIDTH};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use thiserror::Error;
+
+const CF_ENTRIES: &str = "entries";
+const CF_TILES: &str = "tiles";
+const CF_CHECKPOINTS: &str = "checkpoints";
+const CF_META: &str = "meta";
+const COLUMN_FAMILIES: [&str; 4] = [CF_ENTRIES, CF_TILES, CF_CHECKPOINTS, CF_META];
+
+/// A storage failure. Reads and writes that fail leave the database as it was.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Everything one epoch writes, committed atomically by [`Storage::commit_epoch`].
+#[derive(Debug, Default)]
+pub struct EpochWrite {
+    pub first_index: u64,
+    pub entries: Vec<Vec<u8>>,
+    /// `(tile level, tile index)` and the tile's full current contents.
+    pub tiles: Vec<((u8, u64), Vec<u8>)>,
+    pub epoch: u64,
+    pub checkpoint_note: Vec<u8>,
+}
+
+/// The log's RocksDB database. Safe to share between the sequencer (the only writer) and readers.
+#[derive(Debug)]
+pub struct Storage {
+    db: DB,
+}
+
+fn u64_key(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn tile_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+impl Storage {
+    /// Opens (creating if needed) the database under `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Keep file handles bounded on small machines.
+        opts.set_max_open_files(512);
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Storage { db })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created on open")
+    }
+
+    /// A metadata value, if set.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StorageError> {
+        match self.db.get_cf(self.cf(CF_META), key.as_bytes())? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v)
+                .map(Some)
+                .map_err(|_| StorageError::Corrupt(format!("meta {key} is not UTF-8"))),
+        }
+    }
+
+    /// Sets a metadata value (synced).
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_META), key.as_bytes(), value.as_bytes(), &wo)?;
+        Ok(())
+    }
+
+    /// The signed note of the checkpoint of `epoch`.
+    pub fn checkpoint(&self, epoch: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_CHECKPOINTS), u64_key(epoch))?)
+    }
+
+    /// The newest stored checkpoint: `(epoch, note)`.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        let mut it = self
+            .db
+            .iterator_cf(self.cf(CF_CHECKPOINTS), IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                let epoch = <[u8; 8]>::try_from(&*k)
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StorageError::Corrupt("checkpoint key is not 8 bytes".into()))?;
+                Ok(Some((epoch, v.to_vec())))
+            }
+        }
+    }
+
+    /// The entry at `index`.
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_ENTRIES), u64_key(index))?)
+    }
+
+    /// The entries in `[start, end)`; the caller bounds the range. A gap is corruption.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        let mode = IteratorMode::From(&u64_key(start), Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_ENTRIES), mode) {
+            let (k, v) = item?;
+            let want = start + out.len() as u64;
+            if want >= end {
+                break;
+            }
+            if *k != u64_key(want) {
+                return Err(StorageError::Corrupt(format!("entry {want} is missing")));
+            }
+            out.push(v.to_vec());
+        }
+        if (out.len() as u64) < end - start {
+            return Err(StorageError::Corrupt(format!(
+                "entry {} is missing",
+                start + out.len() as u64
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Whether any entry is stored at or after `index` (used to detect entries beyond the last
+    /// checkpoint, which an atomic epoch commit never leaves).
+    pub fn has_entry_at_or_after(&self, index: u64) -> Result<bool, StorageError> {
+        let mode = IteratorMode::From(&u64_key(index), Direction::Forward);
+        Ok(self
+            .db
+            .iterator_cf(self.cf(CF_ENTRIES), mode)
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    /// The stored hashes of a tile (a multiple of 32 bytes, at most 256 hashes).
+    pub fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let v = self.db.get_cf(self.cf(CF_TILES), tile_key(level, index))?;
+        if let Some(bytes) = &v {
+            check_tile_bytes(level, index, bytes)?;
+        }
+        Ok(v)
+    }
+
+    /// Writes one epoch atomically and durably (fsync of the write-ahead log).
+    pub fn commit_epoch(&self, write: &EpochWrite) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        for (i, entry) in write.entries.iter().enumerate() {
+            batch.put_cf(
+                self.cf(CF_ENTRIES),
+                u64_key(write.first_index + i as u64),
+                entry,
+            );
+        }
+        for ((level, index), hashes) in &write.tiles {
+            batch.put_cf(self.cf(CF_TILES), tile_key(*level, *index), hashes);
+        }
+        batch.put_cf(
+            self.cf(CF_CHECKPOINTS),
+            u64_key(write.epoch),
+            &write.checkpoint_note,
+        );
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Test and repair hook: overwrite raw bytes of a column family. Used by tests that tamper
+    /// with storage to check that corruption is detected; never called by the server.
+    #[doc(hidden)]
+    pub fn raw_put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.db.put_cf(self.cf(cf), key, value)?;
+        Ok(())
+    }
+
+    /// Test hook: delete a raw key. See [`Storage::raw_put`].
+    #[doc(hidden)]
+    pub fn raw_delete(&self, cf: &str, key: &[u8]) -> Result<(), StorageError> {
+        self.db.delete_cf(self.cf(cf), key)?;
+        Ok(())
+    }
+}
+
+fn check_tile_bytes(level: u8, index: u64, bytes: &[u8]) -> Result<(), StorageError> {
+    if bytes.is_empty()
+        || bytes.len() % HASH_SIZE != 0
+        || bytes.len() as u64 > TILE_WIDTH * HASH_SIZE as u64
+    {
+        return Err(StorageError::Corrupt(format!(
+            "tile {level}/{index} has {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads Merkle nodes from tiles. A node at tree level `l` is the subtree root of `2^(l % 8)`
+/// consecutive hashes of the tile at level `l / 8`, recomputed here (at most 255 SHA-256 calls,
+/// far cheaper than the extra RocksDB reads a key-per-node layout would cost).
+impl HashReader for Storage {
+    type Error = StorageError;
+
+    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StorageError> {
+        let places: Vec<_> = ids.iter().map(|id| tile_for_node(*id)).collect();
+        let mut keys: Vec<(u8, u64)> = places.iter().map(|p| (p.0, p.1)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let cf = self.cf(CF_TILES);
+        let raw = self
+            .db
+            .multi_get_cf(keys.iter().map(|(l, i)| (cf, tile_key(*l, *i))));
+        let mut tiles = std::collections::HashMap::with_capacity(keys.len());
+        for ((level, index), value) in keys.iter().zip(raw) {
+            let bytes = value?
+                .ok_or_else(|| StorageError::Corrupt(format!("tile {level}/{index} is missing")))?;
+            check_tile_bytes(*level, *index, &bytes)?;
+            tiles.insert((*level, *index), bytes);
+        }
+        ids.iter()
+            .zip(places)
+            .map(|(id, (level, index, offset, count))| {
+                let bytes = &tiles[&(level, index)];
+                let start = offset as usize * HASH_SIZE;
+                let end = start + count as usize * HASH_SIZE;
+                if end > bytes.len() {
+                    return Err(StorageError::Corrupt(format!(
+                        "tile {level}/{index} is too short for node {}/{}",
+                        id.level, id.index
+                    )));
+                }
+                let hashes: Vec<Hash> = bytes[start..end]
+                    .chunks_exact(HASH_SIZE)
+                    .map(|c| Hash::try_from(c).expect("chunks are 32 bytes"))
+                    .collect();
+                Ok(root_of_leaf_hashes(&hashes))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,44 @@
+//! Shared helpers for the end-to-end tests: a real `ktd` on 127.0.0.1 with RocksDB in a temp dir.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use ktd::config::{Config, RawConfig};
+use ktd::startup::StartupCheck;
+use ktd::RunningServer;
+
+pub const ORIGIN: &str = "test.keytrail/log";
+
+/// A config for a test server: ephemeral ports, short epochs, no heartbeats unless asked.
+pub fn raw_config(dir: &Path) -> RawConfig {
+    RawConfig {
+        data_dir: Some(dir.join("db")),
+        grpc_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("127.0.0.1:0".into()),
+        origin: Some(ORIGIN.into()),
+        key_file: None,
+        epoch_interval_ms: Some(10),
+        heartbeat_ms: Some(3_600_000),
+        max_batch: Some(1_000),
+        queue_depth: Some(10_000),
+        startup_check: Some(StartupCheck::Full),
+    }
+}
+
+/// Starts a server on `dir` (creating the log and its key on first use).
+pub async fn start(dir: &Path) -> RunningServer {
+    start_with(raw_config(dir)).await
+}
+
+pub async fn start_with(raw: RawConfig) -> RunningServer {
+    let config = Config::validate(raw).expect("valid test config");
+    ktd::start(config).await.expect("server starts")
+}
+
+pub fn grpc_url(server: &RunningServer) -> String {
+    format!("http://{}", server.grpc_addr)
+}
+
+pub fn http_url(server: &RunningServer) -> String {
+    format!("http://{}", server.http_addr)
+}

@@ -1,0 +1,440 @@
+//! A lying server is caught. A proxy in front of a real `ktd` holds the log's signing key (as a
+//! malicious operator would) and rewrites what it serves: a bad signature, a forked root, a
+//! broken `prev` link, a rolled-back checkpoint. Tampered storage produces a tile that does not
+//! match the root. For each, the test asserts who catches it: the client (`kt-client`, refusing
+//! with evidence and keeping its state) and/or the auditor (`kt-audit`, writing an evidence file).
+
+mod common;
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use futures::{Stream, StreamExt};
+use kt_audit::{AuditConfig, Auditor, Outcome};
+use kt_client::{ClientError, LogClient};
+use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use kt_core::note::NoteSigner;
+use kt_core::trust::Violation;
+use kt_proto::v1::log_client::LogClient as Upstream;
+use kt_proto::v1::log_server::{Log, LogServer};
+use kt_proto::v1::*;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Lie {
+    Honest,
+    /// Checkpoints after this epoch carry a corrupted signature.
+    BadSignature {
+        after: u64,
+    },
+    /// Checkpoints after this epoch are re-signed with another root.
+    ForkedRoot {
+        after: u64,
+    },
+    /// Checkpoints after this epoch are re-signed with a zero `prev` hash.
+    BrokenChain {
+        after: u64,
+    },
+    /// The latest checkpoint is replaced by the one of this epoch.
+    RollbackTo {
+        epoch: u64,
+    },
+}
+
+#[derive(Clone)]
+struct Liar {
+    upstream: Upstream<Channel>,
+    signer: Arc<NoteSigner>,
+    lie: Arc<Mutex<Lie>>,
+}
+
+impl Liar {
+    fn lie(&self) -> Lie {
+        *self.lie.lock().unwrap()
+    }
+
+    fn rewrite(&self, note: Vec<u8>) -> Vec<u8> {
+        let text = String::from_utf8(note.clone()).unwrap();
+        let body = format!("{}\n", text.split("\n\n").next().unwrap());
+        let mut cp = Checkpoint::parse_body(&body).unwrap();
+        match self.lie() {
+            Lie::BadSignature { after } if cp.epoch > after => {
+                let (text, sig_line) = text.rsplit_once("\u{2014} ").unwrap();
+                let (name, sig) = sig_line.trim_end().split_once(' ').unwrap();
+                let mut raw = B64.decode(sig).unwrap();
+                let last = raw.len() - 1;
+                raw[last] ^= 1;
+                format!("{text}\u{2014} {name} {}\n", B64.encode(raw)).into_bytes()
+            }
+            Lie::ForkedRoot { after } if cp.epoch > after => {
+                cp.root = kt_core::hash::sha256(b"another history");
+                self.sign(cp)
+            }
+            Lie::BrokenChain { after } if cp.epoch > after => {
+                cp.prev = [0; 32];
+                self.sign(cp)
+            }
+            _ => note,
+        }
+    }
+
+    fn sign(&self, cp: Checkpoint) -> Vec<u8> {
+        SignedCheckpoint::sign(cp, &self.signer)
+            .unwrap()
+            .note()
+            .as_bytes()
+            .to_vec()
+    }
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Log for Liar {
+    async fn append(&self, r: Request<AppendRequest>) -> Result<Response<AppendResponse>, Status> {
+        let mut resp = self
+            .upstream
+            .clone()
+            .append(r.into_inner())
+            .await?
+            .into_inner();
+        if let Some(cp) = resp.checkpoint.as_mut() {
+            cp.note = self.rewrite(std::mem::take(&mut cp.note));
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        r: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let mut req = r.into_inner();
+        if let (Lie::RollbackTo { epoch }, None) = (self.lie(), req.epoch) {
+            req.epoch = Some(epoch);
+        }
+        let mut resp = self
+            .upstream
+            .clone()
+            .get_checkpoint(req)
+            .await?
+            .into_inner();
+        if let Some(cp) = resp.checkpoint.as_mut() {
+            cp.note = self.rewrite(std::mem::take(&mut cp.note));
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        r: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        self.upstream
+            .clone()
+            .get_inclusion_proof(r.into_inner())
+            .await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        r: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        self.upstream
+            .clone()
+            .get_consistency_proof(r.into_inner())
+            .await
+    }
+
+    type GetEntriesStream = Boxed<LogEntry>;
+    async fn get_entries(
+        &self,
+        r: Request<GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        let s = self
+            .upstream
+            .clone()
+            .get_entries(r.into_inner())
+            .await?
+            .into_inner();
+        Ok(Response::new(Box::pin(s)))
+    }
+
+    type WatchCheckpointsStream = Boxed<kt_proto::v1::Checkpoint>;
+    async fn watch_checkpoints(
+        &self,
+        r: Request<WatchCheckpointsRequest>,
+    ) -> Result<Response<Self::WatchCheckpointsStream>, Status> {
+        let s = self
+            .upstream
+            .clone()
+            .watch_checkpoints(r.into_inner())
+            .await?
+            .into_inner();
+        let liar = self.clone();
+        Ok(Response::new(Box::pin(s.map(move |item| {
+            item.map(|mut cp| {
+                cp.note = liar.rewrite(cp.note);
+                cp
+            })
+        }))))
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    server: ktd::RunningServer,
+    liar_url: String,
+    lie: Arc<Mutex<Lie>>,
+    key: String,
+}
+
+async fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let server = common::start(&dir).await;
+    let signer = ktd::keys::load(&dir.join("db/log.key"), common::ORIGIN).unwrap();
+    let upstream = Upstream::connect(common::grpc_url(&server)).await.unwrap();
+    let lie = Arc::new(Mutex::new(Lie::Honest));
+    let liar = Liar {
+        upstream,
+        signer: Arc::new(signer),
+        lie: lie.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LogServer::new(liar))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    Setup {
+        key: server.verifier_key.clone(),
+        _dir: tmp,
+        dir,
+        server,
+        liar_url,
+        lie,
+    }
+}
+
+impl Setup {
+    async fn client(&self, name: &str) -> LogClient {
+        LogClient::connect(&self.liar_url, &self.key, self.dir.join(name))
+            .await
+            .unwrap()
+    }
+
+    fn set(&self, lie: Lie) {
+        *self.lie.lock().unwrap() = lie;
+    }
+
+    fn audit_config(&self, tiles: bool) -> AuditConfig {
+        AuditConfig {
+            server: self.liar_url.clone(),
+            log_key: self.key.clone(),
+            state_dir: self.dir.join("audit"),
+            evidence_dir: self.dir.join("evidence"),
+            tiles_url: tiles.then(|| common::http_url(&self.server)),
+            progress: false,
+        }
+    }
+
+    /// Appends `n` records honestly (one epoch each, since heartbeats are off).
+    async fn grow(&self, client: &mut LogClient, n: usize) -> u64 {
+        let mut epoch = 0;
+        for i in 0..n {
+            let r = client
+                .append("lies", format!("record {i}").into_bytes())
+                .await
+                .unwrap();
+            epoch = r.checkpoint.checkpoint().epoch;
+        }
+        epoch
+    }
+
+    /// Appends straight to the real server, bypassing the proxy.
+    async fn grow_upstream(&self) {
+        let mut c = LogClient::connect(
+            &common::grpc_url(&self.server),
+            &self.key,
+            self.dir.join("direct.json"),
+        )
+        .await
+        .unwrap();
+        c.append("lies", b"direct".to_vec()).await.unwrap();
+    }
+}
+
+fn violation(e: ClientError) -> Box<Violation> {
+    match e {
+        ClientError::Violation(v) => v,
+        other => panic!("expected a violation with evidence, got {other}"),
+    }
+}
+
+async fn audit_finding(setup: &Setup, tiles: bool) -> kt_audit::Finding {
+    let mut auditor = Auditor::new(setup.audit_config(tiles)).await.unwrap();
+    match auditor.run_once().await.unwrap() {
+        Outcome::Violation {
+            finding,
+            evidence_file,
+        } => {
+            let written: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&evidence_file).unwrap()).unwrap();
+            assert_eq!(
+                written["kind"], finding.kind,
+                "evidence file matches the finding"
+            );
+            assert!(!written["checkpoints"].as_array().unwrap().is_empty());
+            *finding
+        }
+        Outcome::Clean { epoch, .. } => panic!("the auditor passed a lying log (epoch {epoch})"),
+    }
+}
+
+async fn audit_clean(setup: &Setup) {
+    let mut auditor = Auditor::new(setup.audit_config(true)).await.unwrap();
+    match auditor.run_once().await.unwrap() {
+        Outcome::Clean { .. } => {}
+        Outcome::Violation { finding, .. } => panic!("honest log flagged: {finding:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_root_is_caught_by_client_and_auditor() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    let epoch = s.grow(&mut client, 5).await;
+    audit_clean(&s).await;
+    let trusted = client.trusted().unwrap().clone();
+
+    s.set(Lie::ForkedRoot { after: epoch });
+    let err = client
+        .append("lies", b"after the fork".to_vec())
+        .await
+        .unwrap_err();
+    let v = violation(err);
+    assert!(matches!(*v, Violation::Fork { .. }), "got {v}");
+    assert_eq!(v.evidence().trusted_note, trusted.note());
+    assert_eq!(
+        client.trusted().unwrap().note(),
+        trusted.note(),
+        "state unchanged"
+    );
+
+    let finding = audit_finding(&s, false).await;
+    assert_eq!(finding.kind, "root-mismatch");
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_is_caught_by_client_and_auditor() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    let epoch = s.grow(&mut client, 4).await;
+    audit_clean(&s).await;
+
+    s.set(Lie::RollbackTo { epoch: epoch - 2 });
+    let v = violation(client.refresh().await.unwrap_err());
+    assert!(matches!(*v, Violation::Rollback { .. }), "got {v}");
+    assert_eq!(
+        client.trusted().unwrap().checkpoint().epoch,
+        epoch,
+        "state unchanged"
+    );
+
+    let finding = audit_finding(&s, false).await;
+    assert_eq!(finding.kind, "rollback");
+    assert_eq!(finding.checkpoints.len(), 2);
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_chain_is_caught_by_client_and_auditor() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    let epoch = s.grow(&mut client, 3).await;
+    audit_clean(&s).await;
+
+    s.set(Lie::BrokenChain { after: epoch });
+    let v = violation(client.append("lies", b"x".to_vec()).await.unwrap_err());
+    assert!(matches!(*v, Violation::BrokenChain { .. }), "got {v}");
+
+    let finding = audit_finding(&s, false).await;
+    assert_eq!(finding.kind, "broken-chain");
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signature_is_refused_by_client_and_auditor() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    let epoch = s.grow(&mut client, 2).await;
+    s.set(Lie::BadSignature { after: epoch });
+    s.grow_upstream().await;
+    let err = client.refresh().await.unwrap_err();
+    assert!(matches!(err, ClientError::Checkpoint(_)), "got {err}");
+    assert_eq!(
+        client.trusted().unwrap().checkpoint().epoch,
+        epoch,
+        "state unchanged"
+    );
+
+    // A bad signature is not the log's signature, so it proves nothing against the log; the
+    // auditor refuses to go on and says why.
+    let err = Auditor::new(s.audit_config(false))
+        .await
+        .unwrap_err_or_run()
+        .await
+        .to_string();
+    assert!(
+        err.contains("signature"),
+        "auditor error names the signature: {err}"
+    );
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_tile_is_caught_by_the_auditor() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    s.grow(&mut client, 300).await;
+    // Flip a byte of the first full level-0 tile in the live database.
+    let storage = s.server.storage();
+    let mut tile = storage.tile(0, 0).unwrap().unwrap();
+    tile[100] ^= 0x40;
+    storage
+        .raw_put("tiles", &[0, 0, 0, 0, 0, 0, 0, 0, 0], &tile)
+        .unwrap();
+
+    let finding = audit_finding(&s, true).await;
+    assert_eq!(finding.kind, "tile-mismatch");
+    assert!(finding
+        .tile
+        .as_ref()
+        .unwrap()
+        .path
+        .starts_with("tile/0/000"));
+    s.server.shutdown().await;
+}
+
+/// Runs an audit that is expected to fail with an error (not a finding).
+trait UnwrapErrOrRun {
+    async fn unwrap_err_or_run(self) -> anyhow::Error;
+}
+
+impl UnwrapErrOrRun for anyhow::Result<Auditor> {
+    async fn unwrap_err_or_run(self) -> anyhow::Error {
+        match self {
+            Err(e) => e,
+            Ok(mut auditor) => match auditor.run_once().await {
+                Err(e) => e,
+                Ok(outcome) => panic!("expected the audit to fail, got {outcome:?}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! `kt-audit`: the standalone auditor. It trusts nothing the server says that it cannot check:
+//! it downloads every entry, recomputes the tree, and checks every checkpoint's signature, chain
+//! link (consecutive epochs, `prev` hash, growing tree, non-decreasing time), root, and the
+//! server's consistency proofs. Optionally it compares the HTTP tiles with what it recomputed.
+//! On any violation it writes an evidence file that anyone can re-check with the log's key.
+
+mod evidence;
+mod state;
+mod tiles;
+
+use std::path::PathBuf;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kt_client::LogApi;
+use kt_core::checkpoint::SignedCheckpoint;
+use kt_core::entry::Entry;
+use kt_core::hash::{empty_root, leaf_hash, Hash};
+use kt_core::merkle::{verify_consistency, NodeId};
+use kt_core::note::NoteVerifier;
+use kt_core::tiles::{TILE_HEIGHT, TILE_WIDTH};
+use kt_core::trust;
+
+pub use evidence::Finding;
+pub use state::AuditState;
+use tiles::TileChecker;
+
+/// Entries fetched per call (the server's limit).
+const ENTRY_BATCH: u64 = 10_000;
+/// The state is saved at least every this many checkpoints (and whenever entries were added).
+const SAVE_EVERY: u64 = 256;
+
+/// Where and what to audit.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub server: String,
+    pub log_key: String,
+    pub state_dir: PathBuf,
+    pub evidence_dir: PathBuf,
+    /// Base URL of the HTTP tiles (e.g. `http://127.0.0.1:8080`); compared when given.
+    pub tiles_url: Option<String>,
+    pub progress: bool,
+}
+
+/// How an audit ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Everything up to this checkpoint verified.
+    Clean { epoch: u64, size: u64 },
+    /// The log misbehaved; the evidence is in the file.
+    Violation {
+        finding: Box<Finding>,
+        evidence_file: PathBuf,
+    },
+}
+
+/// The auditor.
+#[derive(Debug)]
+pub struct Auditor {
+    api: LogApi,
+    verifier: NoteVerifier,
+    state: AuditState,
+    state_path: PathBuf,
+    evidence_dir: PathBuf,
+    tiles: Option<TileChecker>,
+    progress: ProgressBar,
+    unsaved: u64,
+}
+
+impl Auditor {
+    /// Connects and loads the state of a previous run, if any.
+    pub async fn new(config: AuditConfig) -> anyhow::Result<Self> {
+        let api = LogApi::connect(&config.server, &config.log_key).await?;
+        let verifier = api.verifier().clone();
+        std::fs::create_dir_all(&config.state_dir)?;
+        let state_path = config.state_dir.join("audit-state.json");
+        let state = AuditState::load(&state_path, &verifier)?;
+        let progress = if config.progress {
+            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        progress.set_style(
+            ProgressStyle::with_template(
+                "{spinner} epoch {msg} [{bar:30}] {pos}/{len} entries ({per_sec}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Ok(Auditor {
+            api,
+            tiles: config
+                .tiles_url
+                .map(|url| TileChecker::new(url, verifier.clone())),
+            verifier,
+            state,
+            state_path,
+            evidence_dir: config.evidence_dir,
+            progress,
+            unsaved: 0,
+        })
+    }
+
+    /// The verified state.
+    pub fn state(&self) -> &AuditState {
+        &self.state
+    }
+
+    /// Audits every checkpoint up to the latest one published when the call starts.
+    pub async fn run_once(&mut self) -> anyhow::Result<Outcome> {
+        let latest = self.api.checkpoint(None).await?;
+        self.progress.set_length(latest.checkpoint().size);
+        self.progress.set_position(self.state.frontier.size());
+        let target = latest.checkpoint().epoch;
+        let outcome = self.audit_until(Some(target)).await?;
+        if let (Outcome::Clean { .. }, Some(tiles)) = (&outcome, &self.tiles) {
+            if let Some(cp) = &self.state.checkpoint {
+                if let Err(finding) = tiles.check_tail(cp, &self.state.pending_tiles).await? {
+                    return self.report(finding);
+                }
+            }
+        }
+        self.progress.finish_and_clear();
+        Ok(outcome)
+    }
+
+    /// Audits everything, then each new checkpoint as it is published; returns only on a
+    /// violation or an error.
+    pub async fn follow(&mut self) -> anyhow::Result<Outcome> {
+        self.audit_until(None).await
+    }
+
+    async fn audit_until(&mut self, target: Option<u64>) -> anyhow::Result<Outcome> {
+        if let Some(finding) = self.recheck_stored().await? {
+            return self.report(finding);
+        }
+        if self.state.checkpoint.is_none() {
+            let genesis = self.api.checkpoint(Some(0)).await?;
+            if let Some(finding) = self.audit_checkpoint(genesis).await? {
+                return self.report(finding);
+            }
+        }
+        let after = self.state.checkpoint.as_ref().map(|c| c.checkpoint().epoch);
+        if target.is_some_and(|t| Some(t) <= after) {
+            self.save()?;
+            return Ok(self.clean());
+        }
+        let mut stream = Box::pin(self.api.watch(after).await?);
+        while let Some(item) = stream.next().await {
+            let cp = item?;
+            let epoch = cp.checkpoint().epoch;
+            if let Some(finding) = self.audit_checkpoint(cp).await? {
+                return self.report(finding);
+            }
+            if target.is_some_and(|t| epoch >= t) {
+                break;
+            }
+        }
+        self.save()?;
+        Ok(self.clean())
+    }
+
+    fn clean(&self) -> Outcome {
+        let cp = self.state.checkpoint.as_ref().map(|c| c.checkpoint());
+        Outcome::Clean {
+            epoch: cp.map_or(0, |c| c.epoch),
+            size: cp.map_or(0, |c| c.size),
+        }
+    }
+
+    /// After a restart: the server must still serve the checkpoint we audited for its epoch.
+    async fn recheck_stored(&mut self) -> anyhow::Result<Option<Finding>> {
+        let Some(stored) = self.state.checkpoint.clone() else {
+            return Ok(None);
+        };
+        let latest = self.api.checkpoint(None).await?;
+        if latest.checkpoint().epoch < stored.checkpoint().epoch {
+            return Ok(trust::advance(&stored, &latest, &[])
+                .err()
+                .map(Finding::from));
+        }
+        let served = self.api.checkpoint(Some(stored.checkpoint().epoch)).await?;
+        Ok(trust::advance(&stored, &served, &[])
+            .err()
+            .map(Finding::from))
+    }
+
+    /// Checks one checkpoint against everything audited before it.
+    async fn audit_checkpoint(&mut self, cp: SignedCheckpoint) -> anyhow::Result<Option<Finding>> {
+        let prev = self.state.checkpoint.clone();
+        match &prev {
+            None => {
+                let c = cp.checkpoint();
+                if c.epoch != 0 || c.size != 0 || c.root != empty_root() || c.prev != [0u8; 32] {
+                    return Ok(Some(Finding::single(
+                        "bad-genesis",
+                        "the first checkpoint must be epoch 0 of the empty tree with a zero prev hash",
+                        &cp,
+                    )));
+                }
+            }
+            Some(p) => {
+                if let Err(v) = trust::check_link(p, &cp) {
+                    return Ok(Some(v.into()));
+                }
+            }
+        }
+        let target = cp.checkpoint().size;
+        self.progress.set_message(cp.checkpoint().epoch.to_string());
+        if target > self.progress.length().unwrap_or(0) {
+            self.progress.set_length(target);
+        }
+        while self.state.frontier.size() < target {
+            let start = self.state.frontier.size();
+            let end = (start + ENTRY_BATCH).min(target);
+            let entries = self.api.entries(start, end).await?;
+            for (i, entry) in entries.iter().enumerate() {
+                let index = start + i as u64;
+                if let Err(e) = Entry::decode(entry) {
+                    return Ok(Some(Finding::entry(
+                        "invalid-entry",
+                        format!("entry {index} is not a valid entry: {e}"),
+                        &cp,
+                        index,
+                        entry,
+                    )));
+                }
+                for (node, hash) in self.state.frontier.append(leaf_hash(entry)) {
+                    if let Some(finding) = self.record_tile_hash(node, hash, &cp).await? {
+                        return Ok(Some(finding));
+                    }
+                }
+            }
+            self.progress.set_position(self.state.frontier.size());
+        }
+        if self.state.frontier.root() != cp.checkpoint().root {
+            return Ok(Some(Finding::single(
+                "root-mismatch",
+                format!(
+                    "the root recomputed from the {target} downloaded entries differs from the signed root"
+                ),
+                &cp,
+            )));
+        }
+        if let Some(p) = &prev {
+            let (old, new) = (p.checkpoint(), cp.checkpoint());
+            if old.size > 0 && old.size < new.size {
+                let proof = self.api.consistency_proof(old.size, new.size).await?;
+                if let Err(e) = verify_consistency(old.size, new.size, &proof, &old.root, &new.root)
+                {
+                    return Ok(Some(Finding::pair(
+                        "bad-consistency-proof",
+                        format!("the server's consistency proof does not verify: {e}"),
+                        p,
+                        &cp,
+                        &proof,
+                    )));
+                }
+            }
+        }
+        let grew = prev.as_ref().map(|p| p.checkpoint().size) != Some(target);
+        self.state.checkpoint = Some(cp);
+        self.unsaved += 1;
+        if grew || self.unsaved >= SAVE_EVERY {
+            self.save()?;
+        }
+        Ok(None)
+    }
+
+    /// Collects the hashes of tile levels; compares each tile with the server's once it is full.
+    async fn record_tile_hash(
+        &mut self,
+        node: NodeId,
+        hash: Hash,
+        cp: &SignedCheckpoint,
+    ) -> anyhow::Result<Option<Finding>> {
+        if node.level % TILE_HEIGHT != 0 {
+            return Ok(None);
+        }
+        let level = (node.level / TILE_HEIGHT) as usize;
+        if self.state.pending_tiles.len() <= level {
+            self.state.pending_tiles.resize(level + 1, Vec::new());
+        }
+        self.state.pending_tiles[level].push(hash);
+        if self.state.pending_tiles[level].len() as u64 == TILE_WIDTH {
+            let hashes = std::mem::take(&mut self.state.pending_tiles[level]);
+            if let Some(tiles) = &self.tiles {
+                let index = node.index / TILE_WIDTH;
+                if let Err(finding) = tiles.check_tile(level as u8, index, &hashes, cp).await? {
+                    return Ok(Some(finding));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn save(&mut self) -> anyhow::Result<()> {
+        self.state.save(&self.state_path, &self.verifier)?;
+        self.unsaved = 0;
+        Ok(())
+    }
+
+    fn report(&mut self, finding: Finding) -> anyhow::Result<Outcome> {
+        self.progress.abandon();
+        std::fs::create_dir_all(&self.evidence_dir)?;
+        let path = self.evidence_dir.join(format!(
+            "evidence-epoch-{}-{}.json",
+            finding.epoch, finding.kind
+        ));
+        let json = serde_json::to_vec_pretty(&finding)?;
+        kt_client::write_atomically(&path, &json)?;
+        Ok(Outcome::Violation {
+            finding: Box::new(finding),
+            evidence_file: path,
+        })
+    }
+}
