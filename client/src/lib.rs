@@ -204,6 +204,9 @@ impl LogClient {
             return Err(ClientError::EntryMismatch);
         }
         let checkpoint = self.api.open(&receipt.checkpoint_note)?;
+        // The checkpoint first: a receipt whose checkpoint is not consistent with the trusted
+        // state is a fork, with signed evidence, whatever its proof says.
+        self.accept(checkpoint.clone(), Receipt).await?;
         let cp = checkpoint.checkpoint();
         verify_inclusion(
             &leaf_hash(&receipt.entry),
@@ -216,7 +219,6 @@ impl LogClient {
             what: format!("inclusion proof of entry {}", receipt.index),
             source,
         })?;
-        self.accept(checkpoint.clone(), Receipt).await?;
         Ok(VerifiedAppend {
             index: receipt.index,
             entry: receipt.entry,

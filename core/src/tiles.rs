@@ -191,6 +191,20 @@ fn push_group(index: u64, digits: &str) -> Result<u64, TilePathError> {
 
 /// Where a tree node lives in tile storage.
 ///
+/// Where a node's hash is *stored* in the tiles: `(tile level, tile index, offset in the tile)`,
+/// for nodes on a tile row (tree level a multiple of 8); `None` for the levels in between, which
+/// are recomputed from the row below.
+pub fn stored_position(id: NodeId) -> Option<(u8, u64, u16)> {
+    if !id.level.is_multiple_of(TILE_HEIGHT) {
+        return None;
+    }
+    Some((
+        id.level / TILE_HEIGHT,
+        id.index / TILE_WIDTH,
+        (id.index % TILE_WIDTH) as u16,
+    ))
+}
+
 /// A node at tree level `l` and index `i` is in tiles of level `L = l / 8`. With `r = l % 8`, it
 /// is the root of the complete subtree whose leaves are the `2^r` consecutive level-`8L` hashes
 /// `[i << r, (i + 1) << r)`; these never straddle two tiles (`2^r` divides 256). Returns

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use kt_core::note::NoteSigner;
+use kt_core::note::{KeyName, NoteSigner};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -35,10 +35,11 @@ pub fn generate(path: &Path, origin: &str) -> Result<NoteSigner, KeyFileError> {
         path: path.to_owned(),
         reason: format!("no randomness: {e}"),
     })?;
-    let signer = NoteSigner::from_seed(origin, seed).map_err(|e| KeyFileError::Parse {
+    let name = KeyName::new(origin).map_err(|e| KeyFileError::Parse {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
+    let signer = NoteSigner::from_seed(name, seed);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     }
@@ -64,7 +65,7 @@ pub fn load(path: &Path, origin: &str) -> Result<NoteSigner, KeyFileError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    if signer.name() != origin {
+    if signer.name().as_str() != origin {
         return Err(KeyFileError::WrongName {
             path: path.to_owned(),
             found: signer.name().to_string(),

@@ -21,7 +21,7 @@ use kt_core::note::NoteSigner;
 use kt_proto::v1::log_server::LogServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::{Config, KeySource};
 use crate::sequencer::Sequencer;
@@ -168,7 +168,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(log)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stop)
+                // Small request/answer exchanges: without TCP_NODELAY each waits on delayed ACKs.
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                    stop,
+                )
                 .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "gRPC server failed");

@@ -5,7 +5,7 @@ use kt_core::checkpoint::SignedCheckpoint;
 use kt_core::hash::{leaf_hash, Hash, HASH_SIZE};
 use kt_core::merkle::{Frontier, HashReader};
 use kt_core::note::NoteVerifier;
-use kt_core::tiles::{TILE_HEIGHT, TILE_WIDTH};
+use kt_core::tiles::stored_position;
 use kt_core::trust::check_link;
 
 use crate::sequencer::RecoveryError;
@@ -114,11 +114,9 @@ fn verify_entries_and_tiles(
         let end = (start + CHUNK).min(size);
         for entry in storage.entries(start, end)? {
             for (node, hash) in frontier.append(leaf_hash(&entry)) {
-                if node.level % TILE_HEIGHT != 0 {
+                let Some((level, index, offset)) = stored_position(node) else {
                     continue;
-                }
-                let level = node.level / TILE_HEIGHT;
-                let index = node.index / TILE_WIDTH;
+                };
                 if current.len() <= level as usize {
                     current.resize(level as usize + 1, None);
                 }
@@ -130,11 +128,10 @@ fn verify_entries_and_tiles(
                     *slot = Some((index, bytes));
                 }
                 let (_, bytes) = slot.as_ref().expect("just filled");
-                let offset = (node.index % TILE_WIDTH) as usize * HASH_SIZE;
-                if bytes.get(offset..offset + HASH_SIZE) != Some(&hash[..]) {
+                let at = offset as usize * HASH_SIZE;
+                if bytes.get(at..at + HASH_SIZE) != Some(&hash[..]) {
                     return Err(RecoveryError::Inconsistent(format!(
-                        "tile {level}/{index} disagrees with the entries at hash {}",
-                        node.index % TILE_WIDTH
+                        "tile {level}/{index} disagrees with the entries at hash {offset}"
                     )));
                 }
             }

@@ -18,7 +18,7 @@ use kt_core::entry::Entry;
 use kt_core::hash::{empty_root, leaf_hash, Hash};
 use kt_core::merkle::{verify_consistency, NodeId};
 use kt_core::note::NoteVerifier;
-use kt_core::tiles::{TILE_HEIGHT, TILE_WIDTH};
+use kt_core::tiles::{stored_position, TILE_WIDTH};
 use kt_core::trust;
 
 pub use evidence::Finding;
@@ -274,10 +274,10 @@ impl Auditor {
         hash: Hash,
         cp: &SignedCheckpoint,
     ) -> anyhow::Result<Option<Finding>> {
-        if node.level % TILE_HEIGHT != 0 {
+        let Some((tile_level, index, _)) = stored_position(node) else {
             return Ok(None);
-        }
-        let level = (node.level / TILE_HEIGHT) as usize;
+        };
+        let level = tile_level as usize;
         if self.state.pending_tiles.len() <= level {
             self.state.pending_tiles.resize(level + 1, Vec::new());
         }
@@ -285,8 +285,7 @@ impl Auditor {
         if self.state.pending_tiles[level].len() as u64 == TILE_WIDTH {
             let hashes = std::mem::take(&mut self.state.pending_tiles[level]);
             if let Some(tiles) = &self.tiles {
-                let index = node.index / TILE_WIDTH;
-                if let Err(finding) = tiles.check_tile(level as u8, index, &hashes, cp).await? {
+                if let Err(finding) = tiles.check_tile(tile_level, index, &hashes, cp).await? {
                     return Ok(Some(finding));
                 }
             }

@@ -1,7 +1,7 @@
 //! The auditor's state on disk: the last audited checkpoint, the right border of the tree it
 //! recomputed, and the tile hashes not yet compared. A restart continues from here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -90,7 +90,7 @@ impl AuditState {
     }
 
     /// Writes the state atomically.
-    pub fn save(&self, path: &PathBuf, verifier: &NoteVerifier) -> anyhow::Result<()> {
+    pub fn save(&self, path: &Path, verifier: &NoteVerifier) -> anyhow::Result<()> {
         let disk = OnDisk {
             version: 1,
             log_key: verifier.to_string(),
