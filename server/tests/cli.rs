@@ -31,6 +31,20 @@ fn run(name: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Runs `kt` against `url` with the log key file and trusted-state file given.
+fn kt(url: &str, key_file: &Path, state: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "--server",
+        url,
+        "--log-key",
+        key_file.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    run("kt", &all)
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
@@ -56,31 +70,20 @@ async fn kt_and_kt_audit_catch_a_restore_from_a_stale_backup() {
     let url = common::grpc_url(&server);
     let key_file = d.join("db/log.pub");
     let state = d.join("kt.json");
-    let kt = |args: &[&str]| {
-        let mut all = vec![
-            "--server",
-            url.as_str(),
-            "--log-key",
-            key_file.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        run("kt", &all)
-    };
+    let kt_here = |args: &[&str]| kt(&url, &key_file, &state, args);
 
-    let out = kt(&["append", "-n", "cli", "first record"]);
+    let out = kt_here(&["append", "-n", "cli", "first record"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("appended entry 0 (verified)"));
-    let out = kt(&["--json", "append", "-n", "cli", "second record"]);
+    let out = kt_here(&["--json", "append", "-n", "cli", "second record"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["index"], 1);
     assert_eq!(json["checkpoint"]["size"], 2);
 
-    let out = kt(&["prove", "0"]);
+    let out = kt_here(&["prove", "0"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("payload   first record"));
-    let out = kt(&["verify"]);
+    let out = kt_here(&["verify"]);
     assert!(out.status.success(), "verify passes on an honest log");
 
     let audit_dir = d.join("audit");
@@ -107,19 +110,8 @@ async fn kt_and_kt_audit_catch_a_restore_from_a_stale_backup() {
     copy_dir(&d.join("db"), &d.join("backup"));
     let server = common::start(d).await;
     let url = common::grpc_url(&server);
-    let kt = |args: &[&str]| {
-        let mut all = vec![
-            "--server",
-            url.as_str(),
-            "--log-key",
-            key_file.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        run("kt", &all)
-    };
-    assert!(kt(&["append", "-n", "cli", "third record"])
+    let kt_here = |args: &[&str]| kt(&url, &key_file, &state, args);
+    assert!(kt_here(&["append", "-n", "cli", "third record"])
         .status
         .success());
     assert!(audit(&url).status.success());
@@ -132,18 +124,7 @@ async fn kt_and_kt_audit_catch_a_restore_from_a_stale_backup() {
     let server = common::start(d).await;
     let url = common::grpc_url(&server);
     let trusted_before = std::fs::read_to_string(&state).unwrap();
-    let out = run(
-        "kt",
-        &[
-            "--server",
-            &url,
-            "--log-key",
-            key_file.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "checkpoint",
-        ],
-    );
+    let out = kt(&url, &key_file, &state, &["checkpoint"]);
     assert_eq!(out.status.code(), Some(3), "kt refuses the rollback");
     let evidence: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(evidence["kind"], "rollback");

@@ -440,3 +440,35 @@ impl UnwrapErrOrRun for anyhow::Result<Auditor> {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_auditor_catches_a_broken_chain_as_it_is_published() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    let epoch = s.grow(&mut client, 2).await;
+    let mut auditor = Auditor::new(s.audit_config(false)).await.unwrap();
+    let follow = tokio::spawn(async move { auditor.follow().await });
+    // Honest growth is followed without complaint...
+    s.grow_upstream().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !follow.is_finished(),
+        "the auditor keeps following an honest log"
+    );
+    // ...until the log publishes a checkpoint that does not name its predecessor.
+    s.set(Lie::BrokenChain { after: epoch + 1 });
+    s.grow_upstream().await;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), follow)
+        .await
+        .expect("the auditor reports promptly")
+        .unwrap()
+        .unwrap();
+    match outcome {
+        Outcome::Violation { finding, .. } => {
+            assert_eq!(finding.kind, "broken-chain");
+            assert_eq!(finding.epoch, epoch + 2);
+        }
+        Outcome::Clean { .. } => panic!("follow returned clean"),
+    }
+    s.server.shutdown().await;
+}
