@@ -10,7 +10,7 @@ use kt_proto::v1::{
     AppendRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
     GetInclusionProofRequest, WatchCheckpointsRequest,
 };
-use kt_proto::{checkpoint_note, hashes_from_wire, AppendReceipt, WireError};
+use kt_proto::{checkpoint_note, hashes_from_wire, AppendReceipt};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::ClientError;
@@ -74,7 +74,10 @@ impl LogApi {
         let cp = self.open(&checkpoint_note(resp)?)?;
         if let Some(epoch) = epoch {
             if cp.checkpoint().epoch != epoch {
-                return Err(WireError::MissingField("checkpoint of the requested epoch").into());
+                return Err(ClientError::Unexpected(format!(
+                    "asked for the checkpoint of epoch {epoch}, got epoch {}",
+                    cp.checkpoint().epoch
+                )));
             }
         }
         Ok(cp)
@@ -136,7 +139,10 @@ impl LogApi {
         while let Some(entry) = stream.message().await? {
             let expected = start + out.len() as u64;
             if entry.index != expected || out.len() == want {
-                return Err(WireError::MissingField("entries in order").into());
+                return Err(ClientError::Unexpected(format!(
+                    "asked for entries [{start}, {end}), got entry {} where {expected} was due",
+                    entry.index
+                )));
             }
             out.push(entry.data);
         }

@@ -49,6 +49,8 @@ pub enum ClientError {
     EntryMismatch,
     #[error("entry {index} is not in the log yet (tree size {size})")]
     IndexBeyondTree { index: u64, size: u64 },
+    #[error("the server answered something other than what was asked: {0}")]
+    Unexpected(String),
     #[error("server sent {got} entries, want {want}")]
     WrongEntryCount { got: usize, want: usize },
     #[error(transparent)]

@@ -6,6 +6,7 @@
 //! trust explicitly. The byte-level description is in `docs/protocol.md`.
 
 pub mod checkpoint;
+pub mod directory;
 pub mod entry;
 pub mod hash;
 pub mod merkle;

@@ -224,7 +224,7 @@ impl Storage {
 
 fn check_tile_bytes(level: u8, index: u64, bytes: &[u8]) -> Result<(), StorageError> {
     if bytes.is_empty()
-        || bytes.len() % HASH_SIZE != 0
+        || !bytes.len().is_multiple_of(HASH_SIZE)
         || bytes.len() as u64 > TILE_WIDTH * HASH_SIZE as u64
     {
         return Err(StorageError::Corrupt(format!(

@@ -179,7 +179,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Checkpoint => {
             let refresh = client.refresh().await?;
-            print_refresh(cli.json, &refresh, client_state_path(&state));
+            print_refresh(cli.json, &refresh, state.display().to_string());
         }
         Command::Prove { index } => {
             let proof = client.prove(*index).await?;
@@ -209,14 +209,10 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             if !cli.json {
                 println!("the server still serves the trusted checkpoint, and its latest is consistent with it");
             }
-            print_refresh(cli.json, &refresh, client_state_path(&state));
+            print_refresh(cli.json, &refresh, state.display().to_string());
         }
     }
     Ok(())
-}
-
-fn client_state_path(p: &std::path::Path) -> String {
-    p.display().to_string()
 }
 
 fn print_refresh(json: bool, refresh: &Refresh, state: String) {

@@ -1,0 +1,84 @@
+//! The key directory's entries and rules (`docs/protocol.md` §9), as pure functions.
+//!
+//! Two entry kinds live here, next to the message-log record of [`crate::entry`]:
+//!
+//! - [`KeyUpdate`] (kind `0x02`): one change of one label's key. A label's updates form a hash
+//!   chain through `prev`, like the spends of a Bitcoin output.
+//! - [`Message`] (kind `0x03`): a message signed by its author's current key.
+//!
+//! Both are canonical bytes: one value has exactly one encoding, and `decode` rejects anything
+//! `encode` would not produce, because the bytes are what the log hashes and what users sign.
+//! Whether an entry is *allowed* given the directory's state is a separate, pure question answered
+//! by [`rules`], so the server (before appending) and the auditor (when replaying) run the same
+//! code.
+
+mod codec;
+pub mod key;
+pub mod label;
+pub mod message;
+pub mod rules;
+pub mod update;
+
+pub use key::{KeyError, SignatureError, UserKey, UserSigner};
+pub use label::Label;
+pub use message::Message;
+pub use rules::{apply_message, apply_update, LabelState, RuleError};
+pub use update::{KeyUpdate, Op, Role, UpdateSignature};
+
+use crate::entry::EntryError;
+use thiserror::Error;
+
+/// Kind byte of a [`KeyUpdate`] entry.
+pub const KIND_KEY_UPDATE: u8 = 0x02;
+/// Kind byte of a [`Message`] entry.
+pub const KIND_MESSAGE: u8 = 0x03;
+/// Longest user identifier, in bytes of UTF-8.
+pub const MAX_IDENTIFIER_LEN: usize = 256;
+/// Longest signature in any entry. The largest of the planned algorithms is a DER secp256k1 ECDSA
+/// signature (at most 72 bytes); the bound keeps every entry small and fixed-size parsable.
+pub const MAX_SIGNATURE_LEN: usize = 128;
+
+/// Why bytes or values are not a valid directory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DirectoryError {
+    #[error("entry is empty")]
+    Empty,
+    #[error("unsupported entry format version {0:#04x}")]
+    UnsupportedVersion(u8),
+    #[error("entry kind must be {want:#04x}, got {got:#04x}")]
+    WrongKind { want: u8, got: u8 },
+    #[error("entry truncated: {0}")]
+    Truncated(&'static str),
+    #[error("{0} trailing bytes after the entry")]
+    TrailingBytes(usize),
+    #[error("identifier must be 1 to {MAX_IDENTIFIER_LEN} bytes, got {0}")]
+    IdentifierLength(usize),
+    #[error("identifier contains a control character")]
+    IdentifierControl,
+    #[error("version must be at least 1")]
+    ZeroVersion,
+    #[error("prev must be zeros at version 1")]
+    PrevAtVersionOne,
+    #[error("prev must not be zeros at version {0}")]
+    ZeroPrev(u64),
+    #[error("unknown operation {0:#04x}")]
+    UnknownOp(u8),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("at most 2 signatures, got {0}")]
+    TooManySignatures(u8),
+    #[error("unknown signature role {0:#04x}")]
+    UnknownRole(u8),
+    #[error("two signatures for the {0} role")]
+    DuplicateRole(Role),
+    #[error("signatures must be in ascending role order")]
+    SignatureOrder,
+    #[error("signature must be 1 to {MAX_SIGNATURE_LEN} bytes, got {0}")]
+    SignatureLength(usize),
+    #[error("sequence must be at least 1")]
+    ZeroSequence,
+    #[error("bad namespace: {0}")]
+    Namespace(EntryError),
+    #[error("payload must be 1 to {max} bytes, got {0}", max = crate::entry::MAX_PAYLOAD_LEN)]
+    PayloadLength(usize),
+}
