@@ -2,7 +2,7 @@
 
 use futures::{Stream, StreamExt};
 use kt_core::checkpoint::SignedCheckpoint;
-use kt_core::entry::Entry;
+use kt_core::entry::Record;
 use kt_core::hash::Hash;
 use kt_core::note::NoteVerifier;
 use kt_proto::v1::log_client::LogClient as RpcClient;
@@ -83,9 +83,9 @@ impl LogApi {
         Ok(cp)
     }
 
-    /// Appends an entry; the receipt is returned unverified (see `LogClient::append`).
-    pub async fn append(&self, entry: &Entry) -> Result<AppendReceipt, ClientError> {
-        let Entry::Record(record) = entry;
+    /// Appends a message-log record; the receipt is returned unverified (see
+    /// `LogClient::append`).
+    pub async fn append(&self, record: &Record) -> Result<AppendReceipt, ClientError> {
         let resp = self
             .rpc
             .clone()

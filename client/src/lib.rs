@@ -200,9 +200,9 @@ impl LogClient {
         namespace: &str,
         payload: Vec<u8>,
     ) -> Result<VerifiedAppend, ClientError> {
-        let entry = Entry::Record(Record::new(Namespace::new(namespace)?, payload)?);
-        let receipt = self.api.append(&entry).await?;
-        if receipt.entry != entry.encode() {
+        let record = Record::new(Namespace::new(namespace)?, payload)?;
+        let receipt = self.api.append(&record).await?;
+        if receipt.entry != Entry::Record(record).encode() {
             return Err(ClientError::EntryMismatch);
         }
         let checkpoint = self.api.open(&receipt.checkpoint_note)?;

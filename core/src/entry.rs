@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::directory::{DirectoryError, KeyUpdate, Message, KIND_KEY_UPDATE, KIND_MESSAGE};
+
 /// The first byte of every entry: the entry format version.
 pub const FORMAT_V1: u8 = 0x01;
 /// Kind byte of a message-log record (namespace + payload).
@@ -37,6 +39,10 @@ pub enum EntryError {
     NamespaceCharacters(String),
     #[error("payload must be 1 to {MAX_PAYLOAD_LEN} bytes, got {0}")]
     PayloadLength(usize),
+    /// A key update or message that does not decode (boxed: directory errors can hold an
+    /// `EntryError` for their namespace).
+    #[error("{0}")]
+    Directory(Box<DirectoryError>),
 }
 
 /// A namespace of the message log: short, lowercase ASCII, so it is unambiguous when printed.
@@ -96,7 +102,12 @@ impl Record {
 /// Every kind of log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
+    /// A message-log record (kind 0x01).
     Record(Record),
+    /// A key directory update (kind 0x02, `docs/protocol.md` §9).
+    KeyUpdate(KeyUpdate),
+    /// A signed message of the directory's message log (kind 0x03, §9).
+    Message(Message),
 }
 
 impl Entry {
@@ -115,6 +126,8 @@ impl Entry {
                 out.extend_from_slice(&r.payload);
                 out
             }
+            Entry::KeyUpdate(u) => u.encode(),
+            Entry::Message(m) => m.encode(),
         }
     }
 
@@ -148,6 +161,16 @@ impl Entry {
                     .take(len as usize)
                     .map_err(|_| EntryError::Truncated("payload"))?;
                 Entry::Record(Record::new(namespace, payload.to_vec())?)
+            }
+            KIND_KEY_UPDATE => {
+                return KeyUpdate::decode(bytes)
+                    .map(Entry::KeyUpdate)
+                    .map_err(|e| EntryError::Directory(Box::new(e)))
+            }
+            KIND_MESSAGE => {
+                return Message::decode(bytes)
+                    .map(Entry::Message)
+                    .map_err(|e| EntryError::Directory(Box::new(e)))
             }
             other => return Err(EntryError::UnknownKind(other)),
         };
@@ -195,6 +218,36 @@ mod tests {
         want.extend_from_slice(b"hi");
         assert_eq!(e.encode(), want);
         assert_eq!(Entry::decode(&want).unwrap(), e);
+    }
+
+    #[test]
+    fn directory_kinds_decode_through_entry() {
+        use crate::directory::{Label, Op, Role, UserSigner};
+        let signer = UserSigner::ed25519_from_seed([3; 32]);
+        let label = Label::from_identifier("alice@example.com").unwrap();
+        let update = KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(signer.public()), 7)
+            .unwrap()
+            .sign(Role::NewKey, &signer)
+            .unwrap();
+        let entry = Entry::KeyUpdate(update);
+        let bytes = entry.encode();
+        assert_eq!(&bytes[..2], &[FORMAT_V1, KIND_KEY_UPDATE]);
+        assert_eq!(Entry::decode(&bytes).unwrap(), entry);
+
+        let message = Message::sign(
+            Namespace::new("chat").unwrap(),
+            label,
+            1,
+            b"hi".to_vec(),
+            &signer,
+        )
+        .unwrap();
+        let entry = Entry::Message(message);
+        assert_eq!(Entry::decode(&entry.encode()).unwrap(), entry);
+
+        let mut bad = bytes.clone();
+        bad.push(0);
+        assert!(matches!(Entry::decode(&bad), Err(EntryError::Directory(_))));
     }
 
     #[test]

@@ -154,7 +154,9 @@ mod tests {
             payload: b"hello".to_vec(),
         };
         let entry = Entry::try_from(&req).unwrap();
-        let Entry::Record(r) = &entry;
+        let Entry::Record(r) = &entry else {
+            panic!("an append request converts to a record, got {entry:?}");
+        };
         assert_eq!(v1::AppendRequest::from(r), req);
 
         let bad_ns = v1::AppendRequest {

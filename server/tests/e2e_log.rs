@@ -179,14 +179,12 @@ async fn shutdown_answers_every_queued_append() {
     for i in 0..20u32 {
         let api = api.clone();
         pending.push(tokio::spawn(async move {
-            let entry = kt_core::entry::Entry::Record(
-                kt_core::entry::Record::new(
-                    kt_core::entry::Namespace::new("shutdown").unwrap(),
-                    i.to_be_bytes().to_vec(),
-                )
-                .unwrap(),
-            );
-            api.append(&entry).await
+            let record = kt_core::entry::Record::new(
+                kt_core::entry::Namespace::new("shutdown").unwrap(),
+                i.to_be_bytes().to_vec(),
+            )
+            .unwrap();
+            api.append(&record).await
         }));
     }
     // Let the requests reach the queue, then stop mid-epoch.

@@ -200,6 +200,22 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         println!("  namespace {}", r.namespace());
                         println!("  payload   {}", String::from_utf8_lossy(r.payload()));
                     }
+                    Ok(kt_core::entry::Entry::KeyUpdate(u)) => {
+                        println!(
+                            "  key update: {} of label {}, version {}",
+                            u.op(),
+                            u.label(),
+                            u.version()
+                        );
+                    }
+                    Ok(kt_core::entry::Entry::Message(m)) => {
+                        println!(
+                            "  message {} of author {} in {}",
+                            m.sequence(),
+                            m.author(),
+                            m.namespace()
+                        );
+                    }
                     Err(e) => println!("  entry bytes do not decode: {e}"),
                 }
             }
