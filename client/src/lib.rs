@@ -22,6 +22,19 @@ use kt_core::trust::{self, Step, Violation};
 use kt_proto::WireError;
 use thiserror::Error;
 
+/// A `--log-key` value: the verifier key string itself, or the path of a file holding it (ktd
+/// writes one next to its signing key). Returns the verifier key string.
+pub fn read_log_key(value: &str) -> Result<String, String> {
+    if kt_core::note::NoteVerifier::parse(value.trim()).is_ok() {
+        return Ok(value.trim().to_owned());
+    }
+    std::fs::read_to_string(value)
+        .map(|text| text.trim().to_owned())
+        .map_err(|e| {
+            format!("--log-key {value:?} is neither a verifier key nor a readable file: {e}")
+        })
+}
+
 /// Why a client call failed. A failed call never changes the trusted state.
 #[derive(Debug, Error)]
 pub enum ClientError {

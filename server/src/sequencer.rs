@@ -287,11 +287,14 @@ impl Sequencer {
         // Work on a copy so a failed commit leaves the in-memory state at the last durable epoch.
         let mut frontier = self.frontier.clone();
         let mut partial = self.partial_tiles.clone();
-        for job in &jobs {
+        // The entry bytes move into the batch; only the reply channels stay behind.
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
             for (node, hash) in frontier.append(leaf_hash(&job.entry)) {
                 record_tile_hash(node, hash, &mut partial, &mut write, &mut dirty_tiles);
             }
-            write.entries.push(job.entry.clone());
+            write.entries.push(job.entry);
+            replies.push(job.reply);
         }
         for (level, index) in dirty_tiles {
             let hashes = &partial[level as usize];
@@ -323,11 +326,11 @@ impl Sequencer {
         tracing::debug!(
             epoch = self.latest.checkpoint().epoch,
             size = self.frontier.size(),
-            entries = jobs.len(),
+            entries = replies.len(),
             "epoch committed"
         );
-        for (i, job) in jobs.into_iter().enumerate() {
-            let _ = job.reply.send(Ok(Appended {
+        for (i, reply) in replies.into_iter().enumerate() {
+            let _ = reply.send(Ok(Appended {
                 index: first_index + i as u64,
                 checkpoint: self.latest.clone(),
             }));

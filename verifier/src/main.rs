@@ -76,18 +76,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let log_key = match kt_core::note::NoteVerifier::parse(cli.log_key.trim()) {
-        Ok(_) => cli.log_key.trim().to_owned(),
-        Err(_) => std::fs::read_to_string(&cli.log_key)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "--log-key {:?} is neither a verifier key nor a readable file: {e}",
-                    cli.log_key
-                )
-            })?
-            .trim()
-            .to_owned(),
-    };
+    let log_key = kt_client::read_log_key(&cli.log_key).map_err(anyhow::Error::msg)?;
     let config = AuditConfig {
         server: cli.server,
         log_key,

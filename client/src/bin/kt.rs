@@ -102,13 +102,7 @@ fn log_key(cli: &Cli) -> anyhow::Result<String> {
              or the path of its .pub file (make run writes data/log.pub)"
         );
     };
-    if NoteVerifier::parse(value.trim()).is_ok() {
-        return Ok(value.trim().to_owned());
-    }
-    let text = std::fs::read_to_string(value).map_err(|e| {
-        anyhow::anyhow!("--log-key {value:?} is neither a verifier key nor a readable file: {e}")
-    })?;
-    Ok(text.trim().to_owned())
+    kt_client::read_log_key(value).map_err(anyhow::Error::msg)
 }
 
 fn state_path(cli: &Cli, key: &str) -> anyhow::Result<PathBuf> {
