@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod directory;
 pub mod entry;
 pub mod hash;
+pub mod map;
 pub mod merkle;
 pub mod note;
 pub mod tiles;

@@ -1,0 +1,222 @@
+//! The map: proofs for random sets of labels verify, every mutation of a proof fails, and the
+//! root depends only on the final set of (label, value) pairs.
+
+use kt_core::directory::Label;
+use kt_core::hash::sha256;
+use kt_core::map::{self, MapProof, MapValue, MemoryMap, Terminal, EMPTY_HASH};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn label(seed: u64) -> Label {
+    Label::from_bytes(sha256(&seed.to_be_bytes()))
+}
+
+fn value(seed: u64, version: u64) -> MapValue {
+    MapValue {
+        version,
+        entry_hash: sha256(&[seed.to_le_bytes(), version.to_le_bytes()].concat()),
+        index: seed * 3 + version,
+    }
+}
+
+fn build(seeds: impl Iterator<Item = u64>) -> (MemoryMap, BTreeMap<Label, MapValue>) {
+    let set: BTreeMap<Label, MapValue> = seeds.map(|s| (label(s), value(s, 1))).collect();
+    let mut m = MemoryMap::new();
+    m.apply(&set);
+    (m, set)
+}
+
+#[test]
+fn empty_map_proves_every_label_absent() {
+    let m = MemoryMap::new();
+    assert_eq!(m.root(), EMPTY_HASH);
+    let proof = map::prove(&m, &label(1)).unwrap();
+    assert!(proof.siblings().is_empty());
+    assert_eq!(map::verify(&EMPTY_HASH, &label(1), &proof), Ok(None));
+}
+
+#[test]
+fn one_leaf_map_is_that_leaf() {
+    let (m, set) = build(0..1);
+    let (l, v) = set.iter().next().unwrap();
+    assert_eq!(m.root(), map::leaf_hash(l, v));
+    let proof = map::prove(&m, l).unwrap();
+    assert_eq!(map::verify(&m.root(), l, &proof), Ok(Some(*v)));
+    // Another label is proven absent by the same lone leaf.
+    let other = map::prove(&m, &label(99)).unwrap();
+    assert_eq!(map::verify(&m.root(), &label(99), &other), Ok(None));
+}
+
+#[test]
+fn ten_thousand_labels_membership_and_non_membership() {
+    let (m, set) = build(0..10_000);
+    let root = m.root();
+    let mut depths = Vec::new();
+    for (l, v) in &set {
+        let proof = map::prove(&m, l).unwrap();
+        depths.push(proof.siblings().len());
+        let decoded = MapProof::decode(&proof.encode()).unwrap();
+        assert_eq!(decoded, proof);
+        assert_eq!(map::verify(&root, l, &decoded), Ok(Some(*v)), "label {l}");
+    }
+    for s in 10_000..12_000 {
+        let l = label(s);
+        let proof = map::prove(&m, &l).unwrap();
+        assert_eq!(map::verify(&root, &l, &proof), Ok(None), "absent label {l}");
+    }
+    // log2(10,000) is about 13.3: paths stay logarithmic.
+    let max = *depths.iter().max().unwrap();
+    assert!(max < 40, "deepest path {max}");
+}
+
+#[test]
+fn every_mutated_proof_fails() {
+    let (m, _) = build(0..2_000);
+    let root = m.root();
+    for s in (0..2_000).step_by(97).chain(5_000..5_010) {
+        let l = label(s);
+        let proof = map::prove(&m, &l).unwrap();
+        let good = map::verify(&root, &l, &proof).unwrap();
+        let bytes = proof.encode();
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 0x80 >> (bit % 8);
+            if let Ok(p) = MapProof::decode(&bad) {
+                assert!(
+                    map::verify(&root, &l, &p).is_err(),
+                    "seed {s}: flipping bit {bit} still verifies (was {good:?})"
+                );
+            }
+        }
+        for cut in 0..bytes.len() {
+            assert!(
+                MapProof::decode(&bytes[..cut]).is_err(),
+                "truncated to {cut}"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(MapProof::decode(&long).is_err());
+        // The right proof for another root, or for another label, fails.
+        assert!(map::verify(&sha256(b"other"), &l, &proof).is_err());
+        assert!(map::verify(&root, &label(s + 1), &proof).is_err() || s + 1 >= 2_000);
+    }
+}
+
+#[test]
+fn non_canonical_proofs_are_refused() {
+    let (m, set) = build(0..100);
+    let (l, v) = set.iter().next().unwrap();
+    let proof = map::prove(&m, l).unwrap();
+    // Walking one empty level further down still hashes to the root, but is not the canonical
+    // path, so it must not verify.
+    let mut deeper = proof.siblings().to_vec();
+    deeper.push(EMPTY_HASH);
+    let padded = MapProof::new(deeper, proof.terminal().clone());
+    assert_eq!(
+        map::verify(&m.root(), l, &padded),
+        Err(map::MapProofError::NotCanonical)
+    );
+    // A leaf that is not on the label's path cannot prove absence.
+    let (far, far_value) = set
+        .iter()
+        .find(|(o, _)| o.as_bytes()[0] >> 7 != l.as_bytes()[0] >> 7)
+        .unwrap();
+    let lying = MapProof::new(
+        proof.siblings().to_vec(),
+        Terminal::Leaf {
+            label: *far,
+            value: *far_value,
+        },
+    );
+    assert_eq!(
+        map::verify(&m.root(), l, &lying),
+        Err(map::MapProofError::LeafOffPath)
+    );
+    let _ = v;
+}
+
+#[test]
+fn root_is_independent_of_batching_and_order() {
+    let (whole, set) = build(0..3_000);
+    let mut one_by_one = MemoryMap::new();
+    for (l, v) in set.iter().rev() {
+        one_by_one.apply(&BTreeMap::from([(*l, *v)]));
+    }
+    assert_eq!(one_by_one.root(), whole.root());
+    let mut chunks = MemoryMap::new();
+    let items: Vec<_> = set.iter().collect();
+    for chunk in items.chunks(377) {
+        chunks.apply(&chunk.iter().map(|(l, v)| (**l, **v)).collect());
+    }
+    assert_eq!(chunks.root(), whole.root());
+}
+
+#[test]
+fn updating_values_matches_building_the_final_set() {
+    let (mut m, set) = build(0..2_000);
+    let bumped: BTreeMap<Label, MapValue> = (0..2_000)
+        .step_by(3)
+        .map(|s| (label(s), value(s, 2)))
+        .collect();
+    m.apply(&bumped);
+    let mut fresh_set = set.clone();
+    fresh_set.extend(bumped.clone());
+    let mut fresh = MemoryMap::new();
+    fresh.apply(&fresh_set);
+    assert_eq!(m.root(), fresh.root());
+    for (l, v) in &bumped {
+        let proof = map::prove(&m, l).unwrap();
+        assert_eq!(map::verify(&m.root(), l, &proof), Ok(Some(*v)));
+    }
+}
+
+#[test]
+fn labels_that_part_at_the_last_bit() {
+    let base = [0xa5u8; 32];
+    let mut twin = base;
+    twin[31] ^= 1;
+    let (a, b) = (Label::from_bytes(base), Label::from_bytes(twin));
+    let mut m = MemoryMap::new();
+    m.apply(&BTreeMap::from([(a, value(1, 1)), (b, value(2, 1))]));
+    for (l, v) in [(a, value(1, 1)), (b, value(2, 1))] {
+        let proof = map::prove(&m, &l).unwrap();
+        assert_eq!(proof.siblings().len(), 256);
+        assert_eq!(
+            MapProof::decode(&proof.encode()).unwrap(),
+            proof,
+            "deepest proof round-trips"
+        );
+        assert_eq!(map::verify(&m.root(), &l, &proof), Ok(Some(v)));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_split_into_epochs_gives_the_same_root(
+        seeds in prop::collection::btree_set(0u64..5_000, 1..200),
+        cuts in prop::collection::vec(0usize..200, 0..8),
+        probe in 0u64..5_000,
+    ) {
+        let seeds: Vec<u64> = seeds.into_iter().collect();
+        let (whole, set) = build(seeds.iter().copied());
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % seeds.len()).collect();
+        cuts.sort_unstable();
+        let mut epochs = MemoryMap::new();
+        let mut start = 0;
+        for end in cuts.into_iter().chain([seeds.len()]) {
+            let batch = seeds[start..end.max(start)]
+                .iter()
+                .map(|s| (label(*s), value(*s, 1)))
+                .collect();
+            epochs.apply(&batch);
+            start = end.max(start);
+        }
+        prop_assert_eq!(epochs.root(), whole.root());
+        let l = label(probe);
+        let proof = map::prove(&epochs, &l).unwrap();
+        prop_assert_eq!(map::verify(&whole.root(), &l, &proof).unwrap(), set.get(&l).copied());
+    }
+}
