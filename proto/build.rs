@@ -6,7 +6,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("keytrail_v1_descriptor.bin"))
-        .compile_protos(&["keytrail/v1/log.proto"], &["."])?;
+        .compile_protos(
+            &["keytrail/v1/log.proto", "keytrail/v1/directory.proto"],
+            &["."],
+        )?;
     println!("cargo:rerun-if-changed=keytrail");
     Ok(())
 }

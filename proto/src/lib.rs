@@ -8,6 +8,8 @@ use kt_core::entry::{Entry, EntryError, Namespace, Record};
 use kt_core::hash::{Hash, HASH_SIZE};
 use thiserror::Error;
 
+pub mod directory;
+
 /// Generated code for package `keytrail.v1`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod v1 {
@@ -28,6 +30,12 @@ pub enum WireError {
         field: &'static str,
         position: usize,
         len: usize,
+    },
+    #[error("field `{field}`: {source}")]
+    InvalidMapProof {
+        field: &'static str,
+        #[source]
+        source: kt_core::map::MapProofError,
     },
     #[error("field `{field}`: {source}")]
     InvalidEntry {

@@ -18,12 +18,17 @@ pub mod label;
 pub mod message;
 pub mod rules;
 pub mod update;
+pub mod verify;
 
 pub use key::{KeyError, SignatureError, UserKey, UserSigner};
 pub use label::Label;
 pub use message::Message;
 pub use rules::{apply_message, apply_update, LabelState, RuleError};
 pub use update::{KeyUpdate, Op, Role, UpdateSignature};
+pub use verify::{
+    verify_history, verify_lookup, verify_messages, verify_update_receipt, AnswerError,
+    HistoryAnswer, LookupAnswer, ProvenEntry, VerifiedMessage, VerifiedUpdate,
+};
 
 use crate::entry::EntryError;
 use thiserror::Error;
@@ -34,8 +39,10 @@ pub const KIND_KEY_UPDATE: u8 = 0x02;
 pub const KIND_MESSAGE: u8 = 0x03;
 /// Longest user identifier, in bytes of UTF-8.
 pub const MAX_IDENTIFIER_LEN: usize = 256;
-/// Longest signature in any entry. The largest of the planned algorithms is a DER secp256k1 ECDSA
-/// signature (at most 72 bytes); the bound keeps every entry small and fixed-size parsable.
+/// Longest signature in any entry. Every supported algorithm's signature is exactly 64 bytes
+/// (Ed25519 `R || S`, secp256k1 ECDSA compact `r || s`, BIP-340), and [`UserKey::verify`] refuses
+/// any other length; the framing bound stays at 128 so that a later algorithm with longer
+/// signatures needs no change to the entry formats of §9.3 and §9.4. It keeps every entry small.
 pub const MAX_SIGNATURE_LEN: usize = 128;
 
 /// Why bytes or values are not a valid directory entry.

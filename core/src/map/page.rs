@@ -80,7 +80,11 @@ impl std::fmt::Display for PagePath {
 /// Nibble `i` of a label, high nibble of each byte first.
 fn nibble(label: &Label, i: u8) -> usize {
     let byte = label.as_bytes()[usize::from(i) / 2];
-    usize::from(if i.is_multiple_of(2) { byte >> 4 } else { byte & 0x0f })
+    usize::from(if i.is_multiple_of(2) {
+        byte >> 4
+    } else {
+        byte & 0x0f
+    })
 }
 
 /// One child slot of a page.

@@ -1,0 +1,158 @@
+//! Directory and message answers: wire ↔ `kt_core::directory` answer types.
+//!
+//! Every answer's checkpoint stays a signed note (bytes) here; the client opens it with its trusted
+//! log key before any proof is looked at.
+
+use crate::{hashes_from_wire, hashes_to_wire, v1, WireError};
+use kt_core::directory::{HistoryAnswer, LookupAnswer, ProvenEntry};
+use kt_core::map::MapProof;
+
+/// The signed note of an answer's required `checkpoint` field.
+pub fn answer_checkpoint(checkpoint: Option<&v1::Checkpoint>) -> Result<Vec<u8>, WireError> {
+    checkpoint
+        .map(|c| c.note.clone())
+        .ok_or(WireError::MissingField("checkpoint"))
+}
+
+fn map_proof_from_wire(bytes: &[u8]) -> Result<MapProof, WireError> {
+    MapProof::decode(bytes).map_err(|source| WireError::InvalidMapProof {
+        field: "map_proof",
+        source,
+    })
+}
+
+impl TryFrom<&v1::ProvenEntry> for ProvenEntry {
+    type Error = WireError;
+
+    fn try_from(wire: &v1::ProvenEntry) -> Result<Self, Self::Error> {
+        Ok(ProvenEntry {
+            index: wire.index,
+            entry: wire.entry.clone(),
+            inclusion: hashes_from_wire("inclusion_proof", &wire.inclusion_proof)?,
+        })
+    }
+}
+
+impl From<&ProvenEntry> for v1::ProvenEntry {
+    fn from(p: &ProvenEntry) -> Self {
+        v1::ProvenEntry {
+            index: p.index,
+            entry: p.entry.clone(),
+            inclusion_proof: hashes_to_wire(&p.inclusion),
+        }
+    }
+}
+
+fn lookup_answer(
+    map_proof: &[u8],
+    entry: Option<&v1::ProvenEntry>,
+) -> Result<LookupAnswer, WireError> {
+    Ok(LookupAnswer {
+        map_proof: map_proof_from_wire(map_proof)?,
+        entry: entry.map(ProvenEntry::try_from).transpose()?,
+    })
+}
+
+impl TryFrom<&v1::LookupResponse> for LookupAnswer {
+    type Error = WireError;
+
+    fn try_from(wire: &v1::LookupResponse) -> Result<Self, Self::Error> {
+        lookup_answer(&wire.map_proof, wire.entry.as_ref())
+    }
+}
+
+impl TryFrom<&v1::UpdateResponse> for LookupAnswer {
+    type Error = WireError;
+
+    /// A receipt has the shape of a lookup answer whose entry must be present.
+    fn try_from(wire: &v1::UpdateResponse) -> Result<Self, Self::Error> {
+        let entry = wire
+            .entry
+            .as_ref()
+            .ok_or(WireError::MissingField("entry"))?;
+        lookup_answer(&wire.map_proof, Some(entry))
+    }
+}
+
+impl TryFrom<&v1::HistoryResponse> for HistoryAnswer {
+    type Error = WireError;
+
+    fn try_from(wire: &v1::HistoryResponse) -> Result<Self, Self::Error> {
+        Ok(HistoryAnswer {
+            versions: wire
+                .versions
+                .iter()
+                .map(ProvenEntry::try_from)
+                .collect::<Result<_, _>>()?,
+            map_proof: map_proof_from_wire(&wire.map_proof)?,
+        })
+    }
+}
+
+/// The server side: a lookup answer and its checkpoint as a wire response.
+pub fn lookup_response(checkpoint_note: Vec<u8>, answer: &LookupAnswer) -> v1::LookupResponse {
+    v1::LookupResponse {
+        checkpoint: Some(v1::Checkpoint {
+            note: checkpoint_note,
+        }),
+        map_proof: answer.map_proof.encode(),
+        entry: answer.entry.as_ref().map(v1::ProvenEntry::from),
+    }
+}
+
+/// The server side: a history answer and its checkpoint as a wire response.
+pub fn history_response(checkpoint_note: Vec<u8>, answer: &HistoryAnswer) -> v1::HistoryResponse {
+    v1::HistoryResponse {
+        checkpoint: Some(v1::Checkpoint {
+            note: checkpoint_note,
+        }),
+        versions: answer.versions.iter().map(v1::ProvenEntry::from).collect(),
+        map_proof: answer.map_proof.encode(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kt_core::map::Terminal;
+
+    #[test]
+    fn answers_round_trip_and_bad_fields_are_named() {
+        let answer = LookupAnswer {
+            map_proof: MapProof::new(vec![[7; 32]], Terminal::Empty),
+            entry: None,
+        };
+        let wire = lookup_response(b"note".to_vec(), &answer);
+        assert_eq!(LookupAnswer::try_from(&wire).unwrap(), answer);
+        assert_eq!(
+            answer_checkpoint(wire.checkpoint.as_ref()).unwrap(),
+            b"note"
+        );
+
+        let mut bad = wire.clone();
+        bad.map_proof.push(0);
+        assert!(matches!(
+            LookupAnswer::try_from(&bad),
+            Err(WireError::InvalidMapProof { .. })
+        ));
+        bad = wire;
+        bad.entry = Some(v1::ProvenEntry {
+            index: 1,
+            entry: vec![1],
+            inclusion_proof: vec![vec![0; 31]],
+        });
+        assert!(matches!(
+            LookupAnswer::try_from(&bad),
+            Err(WireError::BadHashLength { .. })
+        ));
+        let receipt = v1::UpdateResponse {
+            checkpoint: None,
+            entry: None,
+            map_proof: vec![],
+        };
+        assert_eq!(
+            LookupAnswer::try_from(&receipt),
+            Err(WireError::MissingField("entry"))
+        );
+    }
+}
