@@ -2,7 +2,8 @@
 //! trips, and every malformation.
 
 use kt_core::directory::{
-    DirectoryError, KeyError, KeyUpdate, Label, Message, Op, Role, UserSigner,
+    apply_update, DirectoryError, KeyError, KeyUpdate, Label, Message, Op, Role, RuleError,
+    SignatureError, UserSigner,
 };
 use kt_core::entry::Namespace;
 
@@ -281,12 +282,39 @@ fn bad_update_fields_are_rejected() {
         d(&patched(&reg, ALG_AT, &[4])),
         Err(KeyError::UnknownAlgorithm(4).into())
     );
-    for alg in [2, 3] {
-        assert_eq!(
-            d(&patched(&reg, ALG_AT, &[alg])),
-            Err(KeyError::UnsupportedAlgorithm(alg).into())
-        );
-    }
+    // The Ed25519 key read as secp256k1 ECDSA (0x02): that algorithm's keys are 33 bytes.
+    assert_eq!(
+        d(&patched(&reg, ALG_AT, &[2])),
+        Err(KeyError::Length {
+            alg: 2,
+            want: 33,
+            got: 32
+        }
+        .into())
+    );
+    // Read as BIP-340 (0x03, 32 bytes), this Ed25519 key happens to be a valid x coordinate, so
+    // the entry decodes (decoding checks form, not signatures); its Ed25519 signature does not
+    // verify under the BIP-340 key, so the rules refuse it as a bad signature.
+    let as_bip340 = d(&patched(&reg, ALG_AT, &[3])).unwrap();
+    let key = as_bip340.key().unwrap();
+    assert_eq!(key.algorithm(), 3);
+    assert_eq!(key.public_bytes(), register.key().unwrap().public_bytes());
+    assert_eq!(
+        key.verify(
+            &as_bip340.signed_bytes(),
+            as_bip340.signature(Role::NewKey).unwrap()
+        ),
+        Err(SignatureError::Invalid)
+    );
+    assert_eq!(
+        apply_update(None, &as_bip340, as_bip340.leaf_hash(), 0),
+        Err(RuleError::BadSignature { role: Role::NewKey })
+    );
+    // A 32-byte string that is no x coordinate of secp256k1 (x = 5 has none).
+    let mut not_x = [0u8; 32];
+    not_x[31] = 5;
+    let bip340_not_x = patched(&patched(&reg, ALG_AT, &[3]), KEY_LEN_AT + 1, &not_x);
+    assert_eq!(d(&bip340_not_x), Err(KeyError::InvalidPoint.into()));
     // A 33-byte Ed25519 key: the length is checked before the bytes are read as a point.
     let mut long_key = reg[..KEY_LEN_AT].to_vec();
     long_key.push(33);
