@@ -84,8 +84,6 @@ pub enum AnswerError {
         want: u64,
         got: u64,
     },
-    #[error("history of a label the map does not hold")]
-    HistoryOfAbsent,
     #[error("version {version} breaks the directory's rules: {source}")]
     Rule { version: u64, source: RuleError },
     #[error("the receipt is for another entry than the one submitted")]
@@ -193,7 +191,7 @@ pub fn verify_update_receipt(
 }
 
 /// What a history of `label` under `checkpoint` proves: every version of the label, in order,
-/// and the state they lead to.
+/// and the state they lead to (`None`, with no versions, for a label the map proves absent).
 ///
 /// Each version must be in the log, follow the previous one by the directory's rules (version +
 /// 1, `prev` = the previous leaf hash, the required signatures), and the last must be the one the
@@ -203,9 +201,13 @@ pub fn verify_history(
     checkpoint: &Checkpoint,
     label: &Label,
     answer: &HistoryAnswer,
-) -> Result<(Vec<VerifiedUpdate>, LabelState), AnswerError> {
-    let value = map::verify(&checkpoint.map_root, label, &answer.map_proof)?
-        .ok_or(AnswerError::HistoryOfAbsent)?;
+) -> Result<(Vec<VerifiedUpdate>, Option<LabelState>), AnswerError> {
+    let Some(value) = map::verify(&checkpoint.map_root, label, &answer.map_proof)? else {
+        if !answer.versions.is_empty() {
+            return Err(AnswerError::UnexpectedEntry);
+        }
+        return Ok((Vec::new(), None));
+    };
     if value.version != answer.versions.len() as u64 {
         return Err(AnswerError::HistoryLength {
             want: value.version,
@@ -238,11 +240,12 @@ pub fn verify_history(
             leaf_hash: hash,
         });
     }
-    let last = out.last().ok_or(AnswerError::HistoryOfAbsent)?;
+    // The map's version is at least 1, so there is a last version here.
+    let last = out.last().ok_or(AnswerError::MissingEntry)?;
     if last.index != value.index || last.leaf_hash != value.entry_hash {
         return Err(AnswerError::EntryHashMismatch);
     }
-    Ok((out, state.expect("at least one version")))
+    Ok((out, state))
 }
 
 /// Checks messages read back for `author` from `from_sequence` on: each in the log, by that
