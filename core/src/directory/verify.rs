@@ -257,9 +257,8 @@ pub fn verify_messages(
     from_sequence: u64,
     messages: &[ProvenEntry],
 ) -> Result<Vec<VerifiedMessage>, AnswerError> {
-    let mut want = from_sequence;
     let mut out = Vec::with_capacity(messages.len());
-    for proven in messages {
+    for (want, proven) in (from_sequence..).zip(messages) {
         let message = Message::decode(&proven.entry).map_err(|source| AnswerError::Malformed {
             index: proven.index,
             source,
@@ -276,7 +275,6 @@ pub fn verify_messages(
             });
         }
         verify_proven_entry(checkpoint, proven)?;
-        want += 1;
         out.push(VerifiedMessage {
             message,
             index: proven.index,
