@@ -19,12 +19,13 @@ use crate::ClientError;
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 /// Largest gRPC message accepted from the server.
-const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// The log's gRPC API with per-answer checks.
 #[derive(Debug, Clone)]
 pub struct LogApi {
     rpc: RpcClient<Channel>,
+    channel: Channel,
     verifier: NoteVerifier,
 }
 
@@ -44,8 +45,17 @@ impl LogApi {
             .connect()
             .await
             .map_err(|e| connect_err(format!("{e}: is ktd running there?")))?;
-        let rpc = RpcClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-        Ok(LogApi { rpc, verifier })
+        let rpc = RpcClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+        Ok(LogApi {
+            rpc,
+            channel,
+            verifier,
+        })
+    }
+
+    /// The connection, for the other services of the same server (directory, messages).
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// The log's verifier key.

@@ -6,14 +6,27 @@
 //! - [`LogClient`]: adds the trusted state (the last verified checkpoint, kept in a file). Every
 //!   checkpoint it sees must be consistent with that state; a rollback or fork is refused with
 //!   the evidence ([`ClientError::Violation`]) and the state is left as it was.
+//! - [`DirectoryClient`]: the key directory and the message log on top of a [`LogClient`] (one
+//!   trusted state for everything). Every answer's checkpoint takes the same step as a refresh,
+//!   then the answer is verified by `kt_core::directory::verify`; a lie is
+//!   [`ClientError::Answer`].
+//!
+//! [`keys`] holds this device's private keys and the updates it made, for `kt` and the owner's
+//! monitor.
 
 mod api;
+pub mod directory;
+pub mod keys;
 mod state;
 
 pub use api::{LogApi, DEFAULT_SERVER};
-pub use state::{write_atomically, StateError, TrustedStateFile};
+pub use directory::{
+    DirectoryClient, Lookup, MessageReceipt, Messages, UpdateReceipt, VerifiedHistory,
+};
+pub use state::{write_atomically, write_private_atomically, StateError, TrustedStateFile};
 
 use kt_core::checkpoint::{CheckpointError, SignedCheckpoint};
+use kt_core::directory::{AnswerError, DirectoryError, KeyError, RuleError};
 use kt_core::entry::{Entry, EntryError, Namespace, Record};
 use kt_core::hash::{leaf_hash, Hash};
 use kt_core::merkle::{verify_inclusion, VerifyError};
@@ -40,7 +53,7 @@ pub fn read_log_key(value: &str) -> Result<String, String> {
 pub enum ClientError {
     #[error("cannot connect to {server}: {reason}")]
     Connect { server: String, reason: String },
-    #[error("server answered {}: {}", .0.code(), .0.message())]
+    #[error("server answered {} ({}): {}", code_name(.0.code()), .0.code(), .0.message())]
     Rpc(#[from] tonic::Status),
     #[error("malformed answer: {0}")]
     Wire(#[from] WireError),
@@ -68,6 +81,72 @@ pub enum ClientError {
     WrongEntryCount { got: usize, want: usize },
     #[error(transparent)]
     State(#[from] StateError),
+    /// A directory or message answer that does not verify against its (signed, trusted)
+    /// checkpoint: the server lied or broke. Like a [`ClientError::Violation`], an honest server
+    /// never causes it; `kt` exits 3.
+    #[error("{0}")]
+    Answer(Box<BadAnswer>),
+    #[error("{0}")]
+    Directory(#[from] DirectoryError),
+    #[error("bad key: {0}")]
+    Key(#[from] KeyError),
+    /// Checked locally before sending: the directory (as verified just now) would refuse it.
+    #[error("{op} of {identifier} refused before sending: {source}")]
+    Refused {
+        op: String,
+        identifier: String,
+        #[source]
+        source: RuleError,
+    },
+    #[error("the key given is not the current key of {identifier} (version {version})")]
+    NotCurrentKey { identifier: String, version: u64 },
+    #[error("the provider token cannot be sent as gRPC metadata (it must be visible ASCII)")]
+    BadToken,
+}
+
+/// An answer that does not verify (see [`ClientError::Answer`]).
+#[derive(Debug, Error)]
+#[error("the server's {what} does not verify: {source}")]
+pub struct BadAnswer {
+    /// What was asked, e.g. `lookup of alice@example.com`.
+    pub what: String,
+    /// The signed checkpoint note the answer carried (already verified and consistent with the
+    /// trusted state), to keep next to the refusal.
+    pub checkpoint_note: String,
+    #[source]
+    pub source: AnswerError,
+}
+
+impl ClientError {
+    /// Whether the error proves (or, for [`ClientError::Answer`], shows) that the log or the
+    /// server misbehaved, as opposed to a failure to ask or a refusal.
+    pub fn is_violation(&self) -> bool {
+        matches!(self, ClientError::Violation(_) | ClientError::Answer(_))
+    }
+}
+
+/// The canonical name of a gRPC status code (`UNAUTHENTICATED`), as servers and tools print it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 impl From<Violation> for ClientError {
@@ -123,8 +202,20 @@ enum Seen {
     Latest,
     /// Carried by a receipt, naming the epoch an entry was sequenced in.
     Receipt,
+    /// Asked for by epoch (a lookup at an older epoch, a watched checkpoint another call has
+    /// already overtaken): an older one is checked for consistency and does not replace the
+    /// trusted state.
+    Past,
 }
 use Seen::{Latest, Receipt};
+
+/// A verified step that has not been written to the state file yet: directory calls verify the
+/// whole answer before [`LogClient::commit`].
+#[derive(Debug)]
+struct Pending {
+    refresh: Refresh,
+    store: bool,
+}
 
 /// A client with a trusted state on disk.
 #[derive(Debug)]
@@ -168,34 +259,57 @@ impl LogClient {
     /// call already saw a newer one) must be consistent with the trusted state and leaves it
     /// unchanged.
     async fn accept(&mut self, new: SignedCheckpoint, kind: Seen) -> Result<Refresh, ClientError> {
+        let pending = self.check(new, kind).await?;
+        self.commit(pending)
+    }
+
+    /// The step of [`LogClient::accept`] without writing the state: what the trusted state
+    /// becomes once the caller has verified everything else.
+    async fn check(&self, new: SignedCheckpoint, kind: Seen) -> Result<Pending, ClientError> {
         let Some(trusted) = self.state.checkpoint().cloned() else {
-            self.state.store(&new)?;
-            return Ok(Refresh::FirstUse(new));
+            return Ok(Pending {
+                refresh: Refresh::FirstUse(new),
+                store: true,
+            });
         };
         let (t, n) = (trusted.checkpoint(), new.checkpoint());
-        if kind == Receipt && n.epoch < t.epoch && n.size <= t.size && n.origin == t.origin {
+        if kind != Latest && n.epoch < t.epoch && n.size <= t.size && n.origin == t.origin {
             // An older checkpoint (say, the one an append was sequenced in while another call
-            // already saw a newer one): it must be a prefix of what we trust.
-            // The trusted checkpoint must be a valid step from the older one.
+            // already saw a newer one, or one asked for by epoch): it must be a prefix of what we
+            // trust. The trusted checkpoint must be a valid step from the older one.
             let proof = self.consistency(n.size, t.size).await?;
             trust::advance(&new, &trusted, &proof)?;
-            return Ok(Refresh::Unchanged(trusted));
+            return Ok(Pending {
+                refresh: Refresh::Unchanged(trusted),
+                store: false,
+            });
         }
         let proof = if t.size < n.size && n.epoch > t.epoch {
             self.consistency(t.size, n.size).await?
         } else {
             Vec::new()
         };
-        match trust::advance(&trusted, &new, &proof)? {
-            Step::Same => Ok(Refresh::Unchanged(trusted)),
-            Step::Advanced(next) => {
-                self.state.store(&next)?;
-                Ok(Refresh::Advanced {
+        Ok(match trust::advance(&trusted, &new, &proof)? {
+            Step::Same => Pending {
+                refresh: Refresh::Unchanged(trusted),
+                store: false,
+            },
+            Step::Advanced(next) => Pending {
+                refresh: Refresh::Advanced {
                     from: trusted,
                     to: next,
-                })
-            }
+                },
+                store: true,
+            },
+        })
+    }
+
+    /// Writes the state a [`LogClient::check`] decided on.
+    fn commit(&mut self, pending: Pending) -> Result<Refresh, ClientError> {
+        if pending.store {
+            self.state.store(pending.refresh.checkpoint())?;
         }
+        Ok(pending.refresh)
     }
 
     async fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ClientError> {

@@ -1,4 +1,10 @@
 //! `kt`: the KeyTrail command line. Every answer is verified before it is shown.
+//!
+//! Exit codes: 0 success; 1 failure (bad input, unreachable server, refused request); 3 the log or
+//! the server misbehaved (a rollback or fork with evidence, an answer that does not verify) or the
+//! owner's monitor found a version of its label that this device did not make.
+
+mod directory;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,16 +12,18 @@ use std::process::ExitCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::{Parser, Subcommand};
-use kt_client::{ClientError, LogClient, Refresh, DEFAULT_SERVER};
+use kt_client::{BadAnswer, ClientError, LogClient, Refresh, DEFAULT_SERVER};
 use kt_core::checkpoint::SignedCheckpoint;
 use kt_core::note::NoteVerifier;
 use serde_json::json;
+
+use directory::{KeyCommand, MessageCommand};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kt",
     version,
-    about = "KeyTrail client: append to the log and verify it"
+    about = "KeyTrail client: the log, the key directory and the message log, every answer verified"
 )]
 struct Cli {
     /// gRPC address of ktd.
@@ -28,6 +36,10 @@ struct Cli {
     /// Trusted-state file. Default: ~/.keytrail/trusted-<key id>.json
     #[arg(long, env = "KT_STATE", global = true)]
     state: Option<PathBuf>,
+    /// This device's key file (private keys and the updates this device made).
+    /// Default: ~/.keytrail/keys.json
+    #[arg(long, env = "KT_KEYS", global = true)]
+    keys: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -51,6 +63,29 @@ enum Command {
     Prove { index: u64 },
     /// Re-verify the trusted state against the server, then advance it.
     Verify,
+    /// This device's keys for a user identifier: create, register, rotate, revoke, recover.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// The current key of a user identifier (or at an epoch), verified.
+    Lookup {
+        identifier: String,
+        /// The epoch to look at (default: the latest).
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
+    /// Every version of a user identifier's key, verified.
+    History { identifier: String },
+    /// Watch an identifier's key history and raise every version this device did not make
+    /// (exit 3).
+    Monitor {
+        identifier: String,
+        /// Check once and exit (0 if every version was made by this device).
+        #[arg(long)]
+        once: bool,
+    },
+    /// The message log: messages signed by a user's current key.
+    #[command(subcommand)]
+    Message(MessageCommand),
 }
 
 /// Exit code when the log was caught misbehaving.
@@ -68,6 +103,27 @@ async fn main() -> ExitCode {
             println!("{evidence}");
             ExitCode::from(EXIT_VIOLATION)
         }
+        Err(Failure::Answer(bad)) => {
+            let BadAnswer {
+                what,
+                checkpoint_note,
+                source,
+            } = *bad;
+            eprintln!("kt: REFUSED: the server's {what} does not verify: {source}");
+            eprintln!("kt: the trusted state was not changed. The answer came with this signed checkpoint (keep it):");
+            let out = json!({
+                "kind": "bad-answer",
+                "detail": format!("{what}: {source}"),
+                "checkpoint_note": checkpoint_note,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("serializable")
+            );
+            ExitCode::from(EXIT_VIOLATION)
+        }
+        // Already reported by the monitor.
+        Err(Failure::Alert) => ExitCode::from(EXIT_VIOLATION),
         Err(Failure::Other(e)) => {
             eprintln!("kt: {e:#}");
             ExitCode::FAILURE
@@ -77,6 +133,10 @@ async fn main() -> ExitCode {
 
 enum Failure {
     Violation(Box<kt_core::trust::Violation>),
+    /// A directory or message answer that does not verify against its checkpoint.
+    Answer(Box<BadAnswer>),
+    /// The owner's monitor raised versions this device did not make (already printed).
+    Alert,
     Other(anyhow::Error),
 }
 
@@ -84,8 +144,15 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Violation(v) => Failure::Violation(v),
+            ClientError::Answer(bad) => Failure::Answer(bad),
             other => Failure::Other(other.into()),
         }
+    }
+}
+
+impl From<kt_client::keys::KeyFileError> for Failure {
+    fn from(e: kt_client::keys::KeyFileError) -> Self {
+        Failure::Other(e.into())
     }
 }
 
@@ -117,6 +184,17 @@ fn state_path(cli: &Cli, key: &str) -> anyhow::Result<PathBuf> {
         .join(format!("trusted-{:08x}.json", verifier.key_id())))
 }
 
+/// A payload argument: the text itself, or `-` for standard input.
+fn read_payload(payload: &str) -> anyhow::Result<Vec<u8>> {
+    if payload == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        Ok(buf)
+    } else {
+        Ok(payload.as_bytes().to_vec())
+    }
+}
+
 fn checkpoint_json(cp: &SignedCheckpoint) -> serde_json::Value {
     let c = cp.checkpoint();
     json!({
@@ -140,19 +218,16 @@ fn checkpoint_line(cp: &SignedCheckpoint) -> String {
 }
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
+    // The one command that needs no server.
+    if let Command::Key(KeyCommand::New { identifier, alg }) = &cli.command {
+        return directory::key_new(cli, identifier, *alg);
+    }
     let key = log_key(cli)?;
     let state = state_path(cli, &key)?;
     let mut client = LogClient::connect(&cli.server, &key, &state).await?;
     match &cli.command {
         Command::Append { namespace, payload } => {
-            let bytes = if payload == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                    .map_err(anyhow::Error::from)?;
-                buf
-            } else {
-                payload.as_bytes().to_vec()
-            };
+            let bytes = read_payload(payload)?;
             let receipt = client.append(namespace, bytes).await?;
             if cli.json {
                 let out = json!({
@@ -221,6 +296,15 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
             print_refresh(cli.json, &refresh, state.display().to_string());
         }
+        Command::Key(cmd) => directory::key(cli, client, cmd).await?,
+        Command::Lookup { identifier, epoch } => {
+            directory::lookup(cli, client, identifier, *epoch).await?
+        }
+        Command::History { identifier } => directory::history(cli, client, identifier).await?,
+        Command::Monitor { identifier, once } => {
+            directory::monitor(cli, client, identifier, *once).await?
+        }
+        Command::Message(cmd) => directory::message(cli, client, cmd).await?,
     }
     Ok(())
 }

@@ -1,0 +1,770 @@
+//! The key directory and the message log, verified (`docs/protocol.md` §9).
+//!
+//! [`DirectoryClient`] wraps a [`LogClient`], so directory answers and log reads share one trusted
+//! state. Every answer is handled the same way:
+//!
+//! 1. its checkpoint is opened with the log key ([`LogApi::open`](crate::LogApi::open)) and must
+//!    be a valid step from the trusted state, exactly as in [`LogClient::refresh`]: a rollback or
+//!    fork is a [`ClientError::Violation`] with the evidence;
+//! 2. the answer is checked against that checkpoint by `kt_core::directory::verify`
+//!    (`verify_lookup`, `verify_update_receipt`, `verify_history`, `verify_messages`); a failure
+//!    is [`ClientError::Answer`];
+//! 3. only then is the trusted state written, if the checkpoint is newer.
+//!
+//! An update is built here, from a verified lookup of the label (its version and the leaf hash of
+//! its latest update, which the new update's `prev` names), signed by the keys the rules require,
+//! checked locally against those rules (`rules::apply_update`, so a wrong key or a revoked label
+//! is refused before anything is sent), then sent; its receipt must show the log holding exactly
+//! the bytes sent and the map naming them. [`DirectoryClient::prepare_rotate`] and
+//! [`DirectoryClient::submit`] are separate so a caller can save the new key and the update's leaf
+//! hash (see [`crate::keys`]) before the server can possibly have it.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use kt_core::directory::{
+    apply_message, apply_update, verify_history, verify_lookup, verify_messages,
+    verify_update_receipt, AnswerError, DirectoryError, HistoryAnswer, KeyUpdate, Label,
+    LabelState, LookupAnswer, Message, Op, ProvenEntry, Role, UserKey, UserSigner, VerifiedMessage,
+    VerifiedUpdate,
+};
+use kt_core::entry::Namespace;
+use kt_core::hash::Hash;
+use kt_proto::directory::answer_checkpoint;
+use kt_proto::v1::directory_client::DirectoryClient as DirectoryRpc;
+use kt_proto::v1::messages_client::MessagesClient as MessagesRpc;
+use kt_proto::v1::{
+    HistoryRequest, LookupRequest, ReadMessagesRequest, SendMessageRequest, UpdateRequest,
+};
+use tonic::transport::Channel;
+
+use crate::api::MAX_MESSAGE;
+use crate::{BadAnswer, ClientError, LogClient, Pending, Refresh, Seen};
+
+/// Default number of messages per read, as the server applies it to `limit = 0`.
+pub const DEFAULT_READ_LIMIT: u32 = 100;
+/// Most messages one read may ask for.
+pub const MAX_READ_LIMIT: u32 = 1_000;
+
+/// A verified lookup: the label's latest update under `checkpoint`, or proof that it has none.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub identifier: String,
+    pub label: Label,
+    /// The label's latest KeyUpdate; `None` when the label was never registered (a verified
+    /// non-membership proof).
+    pub current: Option<VerifiedUpdate>,
+    /// The answer's checkpoint: signed, and consistent with the trusted state.
+    pub checkpoint: SignedCheckpoint,
+}
+
+impl Lookup {
+    /// The label's current key: `None` if it was never registered or its latest update is a
+    /// revoke.
+    pub fn key(&self) -> Option<&UserKey> {
+        self.current.as_ref().and_then(|c| c.update.key())
+    }
+
+    /// The label's state in the directory, as the rules see it.
+    pub fn state(&self) -> Option<LabelState> {
+        self.current.as_ref().map(label_state)
+    }
+}
+
+/// A label's state after its verified latest update (what the map's value stands for).
+pub fn label_state(latest: &VerifiedUpdate) -> LabelState {
+    LabelState {
+        version: latest.update.version(),
+        leaf_hash: latest.leaf_hash,
+        index: latest.index,
+        key: latest.update.key().cloned(),
+        recovered: latest.update.op() == Op::Recover,
+    }
+}
+
+/// A verified history: every version of the label, version 1 first.
+#[derive(Debug, Clone)]
+pub struct VerifiedHistory {
+    pub identifier: String,
+    pub label: Label,
+    /// Empty for a label the map proves absent.
+    pub versions: Vec<VerifiedUpdate>,
+    /// The state the versions lead to (`None` when absent).
+    pub state: Option<LabelState>,
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// An update signed and checked against the directory's verified state, ready to send.
+#[derive(Debug, Clone)]
+pub struct PreparedUpdate {
+    identifier: String,
+    update: KeyUpdate,
+}
+
+impl PreparedUpdate {
+    pub fn identifier(&self) -> &str {
+        &self.identifier
+    }
+
+    pub fn update(&self) -> &KeyUpdate {
+        &self.update
+    }
+
+    /// The leaf hash the update will have in the log: what a monitor recognizes it by.
+    pub fn leaf_hash(&self) -> Hash {
+        self.update.leaf_hash()
+    }
+}
+
+/// A verified receipt of an update: the log holds exactly the update sent, and the map names it.
+#[derive(Debug, Clone)]
+pub struct UpdateReceipt {
+    pub update: VerifiedUpdate,
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// A verified receipt of a message.
+#[derive(Debug, Clone)]
+pub struct MessageReceipt {
+    pub message: VerifiedMessage,
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// Verified messages of one author, consecutive from `from`.
+#[derive(Debug, Clone)]
+pub struct Messages {
+    pub identifier: String,
+    pub from: u64,
+    pub messages: Vec<VerifiedMessage>,
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// A version of a label that the owner's devices did not make (see [`foreign_versions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub version: u64,
+    pub op: Op,
+    pub index: u64,
+    pub leaf_hash: Hash,
+    pub key: Option<UserKey>,
+    pub time_ms: u64,
+}
+
+impl Alert {
+    /// A `recover` is authorized by the provider, not by any key of the owner: the one update an
+    /// operator (or whoever holds the provider's token) can make alone.
+    pub fn is_recover(&self) -> bool {
+        self.op == Op::Recover
+    }
+}
+
+/// The monitor's question: which versions of a verified history were not made by this device
+/// (`made` holds the leaf hashes of the updates it made). Every such version is an alert.
+pub fn foreign_versions(versions: &[VerifiedUpdate], made: &HashSet<Hash>) -> Vec<Alert> {
+    versions
+        .iter()
+        .filter(|v| !made.contains(&v.leaf_hash))
+        .map(|v| Alert {
+            version: v.update.version(),
+            op: v.update.op(),
+            index: v.index,
+            leaf_hash: v.leaf_hash,
+            key: v.update.key().cloned(),
+            time_ms: v.update.time_ms(),
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The directory and message services of one server, verified against one trusted state.
+#[derive(Debug)]
+pub struct DirectoryClient {
+    log: LogClient,
+    directory: DirectoryRpc<Channel>,
+    messages: MessagesRpc<Channel>,
+}
+
+impl DirectoryClient {
+    /// Connects to `server` with the trusted state in `state_path` (see [`LogClient::connect`]).
+    pub async fn connect(
+        server: &str,
+        log_key: &str,
+        state_path: impl Into<std::path::PathBuf>,
+    ) -> Result<Self, ClientError> {
+        Ok(DirectoryClient::new(
+            LogClient::connect(server, log_key, state_path).await?,
+        ))
+    }
+
+    /// The directory of the server `log` is connected to, sharing its trusted state.
+    pub fn new(log: LogClient) -> Self {
+        let channel = log.api().channel();
+        DirectoryClient {
+            directory: DirectoryRpc::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
+            messages: MessagesRpc::new(channel).max_decoding_message_size(MAX_MESSAGE),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> &LogClient {
+        &self.log
+    }
+
+    pub fn log_mut(&mut self) -> &mut LogClient {
+        &mut self.log
+    }
+
+    /// Opens an answer's checkpoint and decides its step from the trusted state (nothing is
+    /// written yet).
+    async fn checkpoint(
+        &self,
+        wire: Option<&kt_proto::v1::Checkpoint>,
+        kind: Seen,
+    ) -> Result<(SignedCheckpoint, Pending), ClientError> {
+        let note = answer_checkpoint(wire)?;
+        let checkpoint = self.log.api.open(&note)?;
+        let pending = self.log.check(checkpoint.clone(), kind).await?;
+        Ok((checkpoint, pending))
+    }
+
+    /// Runs a core verification of an answer under its checkpoint, then writes the step.
+    fn finish<T>(
+        &mut self,
+        checkpoint: &SignedCheckpoint,
+        pending: Pending,
+        what: impl FnOnce() -> String,
+        verify: impl FnOnce(&Checkpoint) -> Result<T, AnswerError>,
+    ) -> Result<T, ClientError> {
+        let verified = verify(checkpoint.checkpoint()).map_err(|source| {
+            ClientError::Answer(Box::new(BadAnswer {
+                what: what(),
+                checkpoint_note: checkpoint.note().to_owned(),
+                source,
+            }))
+        })?;
+        self.log.commit(pending)?;
+        Ok(verified)
+    }
+
+    /// The current key of `identifier` (or at `epoch`), verified.
+    ///
+    /// The answer for an epoch must carry that epoch's checkpoint. An epoch older than the
+    /// trusted one does not roll the trusted state back: the trusted checkpoint must be provably
+    /// consistent with it (a consistency proof), and stays trusted.
+    pub async fn lookup(
+        &mut self,
+        identifier: &str,
+        epoch: Option<u64>,
+    ) -> Result<Lookup, ClientError> {
+        let label = Label::from_identifier(identifier)?;
+        let resp = self
+            .directory
+            .clone()
+            .lookup(LookupRequest {
+                identifier: identifier.to_owned(),
+                epoch,
+            })
+            .await?
+            .into_inner();
+        let note = answer_checkpoint(resp.checkpoint.as_ref())?;
+        let checkpoint = self.log.api.open(&note)?;
+        if let Some(epoch) = epoch {
+            if checkpoint.checkpoint().epoch != epoch {
+                return Err(ClientError::Unexpected(format!(
+                    "asked for a lookup at epoch {epoch}, got the checkpoint of epoch {}",
+                    checkpoint.checkpoint().epoch
+                )));
+            }
+        }
+        let answer = LookupAnswer::try_from(&resp)?;
+        let kind = if epoch.is_some() {
+            Seen::Past
+        } else {
+            Seen::Latest
+        };
+        let pending = self.log.check(checkpoint.clone(), kind).await?;
+        let current = self.finish(
+            &checkpoint,
+            pending,
+            || format!("lookup of {identifier}"),
+            |cp| verify_lookup(cp, &label, &answer),
+        )?;
+        Ok(Lookup {
+            identifier: identifier.to_owned(),
+            label,
+            current,
+            checkpoint,
+        })
+    }
+
+    /// Every version of `identifier`, verified: each in the log, each following the previous by
+    /// the directory's rules, the last the one the map names.
+    pub async fn history(&mut self, identifier: &str) -> Result<VerifiedHistory, ClientError> {
+        let label = Label::from_identifier(identifier)?;
+        let resp = self
+            .directory
+            .clone()
+            .history(HistoryRequest {
+                identifier: identifier.to_owned(),
+            })
+            .await?
+            .into_inner();
+        let (checkpoint, pending) = self
+            .checkpoint(resp.checkpoint.as_ref(), Seen::Latest)
+            .await?;
+        let answer = HistoryAnswer::try_from(&resp)?;
+        let (versions, state) = self.finish(
+            &checkpoint,
+            pending,
+            || format!("history of {identifier}"),
+            |cp| verify_history(cp, &label, &answer),
+        )?;
+        Ok(VerifiedHistory {
+            identifier: identifier.to_owned(),
+            label,
+            versions,
+            state,
+            checkpoint,
+        })
+    }
+
+    /// Builds, signs and checks an update of `identifier` against its verified current state.
+    async fn prepare(
+        &mut self,
+        identifier: &str,
+        op: Op,
+        previous: Option<&UserSigner>,
+        new: Option<&UserSigner>,
+    ) -> Result<PreparedUpdate, ClientError> {
+        let current = self.lookup(identifier, None).await?;
+        let state = current.state();
+        let (version, prev) = match (&state, op) {
+            // A register is always version 1; the rules refuse it for a registered label.
+            (_, Op::Register) | (None, _) => (1, [0; 32]),
+            (Some(s), _) => (s.version.saturating_add(1), s.leaf_hash),
+        };
+        let refused = |source| ClientError::Refused {
+            op: op.to_string(),
+            identifier: identifier.to_owned(),
+            source,
+        };
+        if state.is_none() && op != Op::Register {
+            return Err(refused(kt_core::directory::RuleError::NotRegistered));
+        }
+        let mut update = KeyUpdate::new(
+            current.label,
+            version,
+            prev,
+            op,
+            new.map(UserSigner::public),
+            now_ms(),
+        )?;
+        if let Some(signer) = previous {
+            if let Some(key) = state.as_ref().and_then(|s| s.key.as_ref()) {
+                if *key != signer.public() {
+                    return Err(ClientError::NotCurrentKey {
+                        identifier: identifier.to_owned(),
+                        version: version - 1,
+                    });
+                }
+            }
+            update = update.sign(Role::PreviousKey, signer)?;
+        }
+        if let Some(signer) = new {
+            update = update.sign(Role::NewKey, signer)?;
+        }
+        apply_update(state.as_ref(), &update, update.leaf_hash(), 0).map_err(refused)?;
+        Ok(PreparedUpdate {
+            identifier: identifier.to_owned(),
+            update,
+        })
+    }
+
+    /// Version 1 of `identifier`, signed by `signer` (proof of possession).
+    pub async fn prepare_register(
+        &mut self,
+        identifier: &str,
+        signer: &UserSigner,
+    ) -> Result<PreparedUpdate, ClientError> {
+        self.prepare(identifier, Op::Register, None, Some(signer))
+            .await
+    }
+
+    /// A rotation from the current key `old` to `new`, signed by both.
+    pub async fn prepare_rotate(
+        &mut self,
+        identifier: &str,
+        old: &UserSigner,
+        new: &UserSigner,
+    ) -> Result<PreparedUpdate, ClientError> {
+        self.prepare(identifier, Op::Rotate, Some(old), Some(new))
+            .await
+    }
+
+    /// A revocation, signed by the current key.
+    pub async fn prepare_revoke(
+        &mut self,
+        identifier: &str,
+        signer: &UserSigner,
+    ) -> Result<PreparedUpdate, ClientError> {
+        self.prepare(identifier, Op::Revoke, Some(signer), None)
+            .await
+    }
+
+    /// A provider-authorized recovery to `new`, signed by `new` only.
+    pub async fn prepare_recover(
+        &mut self,
+        identifier: &str,
+        new: &UserSigner,
+    ) -> Result<PreparedUpdate, ClientError> {
+        self.prepare(identifier, Op::Recover, None, Some(new)).await
+    }
+
+    /// Sends a prepared update and verifies its receipt. `provider_token` is sent as
+    /// `authorization: Bearer <token>` metadata (register and recover need it; the server
+    /// answers `UNAUTHENTICATED` without it).
+    pub async fn submit(
+        &mut self,
+        prepared: &PreparedUpdate,
+        provider_token: Option<&str>,
+    ) -> Result<UpdateReceipt, ClientError> {
+        let mut request = tonic::Request::new(UpdateRequest {
+            entry: prepared.update.encode(),
+        });
+        if let Some(token) = provider_token {
+            let mut value =
+                tonic::metadata::MetadataValue::try_from(format!("Bearer {}", token.trim()))
+                    .map_err(|_| ClientError::BadToken)?;
+            value.set_sensitive(true);
+            request.metadata_mut().insert("authorization", value);
+        }
+        let mut rpc = self.directory.clone();
+        let resp = match prepared.update.op() {
+            Op::Register => rpc.register(request).await,
+            Op::Rotate => rpc.rotate(request).await,
+            Op::Revoke => rpc.revoke(request).await,
+            Op::Recover => rpc.recover(request).await,
+        }?
+        .into_inner();
+        let (checkpoint, pending) = self
+            .checkpoint(resp.checkpoint.as_ref(), Seen::Receipt)
+            .await?;
+        let answer = LookupAnswer::try_from(&resp)?;
+        let update = self.finish(
+            &checkpoint,
+            pending,
+            || {
+                format!(
+                    "receipt for the {} of {}",
+                    prepared.update.op(),
+                    prepared.identifier
+                )
+            },
+            |cp| verify_update_receipt(cp, &prepared.update, &answer),
+        )?;
+        Ok(UpdateReceipt { update, checkpoint })
+    }
+
+    /// Registers `identifier` with `signer`'s key: [`Self::prepare_register`] then
+    /// [`Self::submit`].
+    pub async fn register(
+        &mut self,
+        identifier: &str,
+        signer: &UserSigner,
+        provider_token: Option<&str>,
+    ) -> Result<UpdateReceipt, ClientError> {
+        let prepared = self.prepare_register(identifier, signer).await?;
+        self.submit(&prepared, provider_token).await
+    }
+
+    /// Rotates `identifier` from `old` (its current key) to `new`.
+    pub async fn rotate(
+        &mut self,
+        identifier: &str,
+        old: &UserSigner,
+        new: &UserSigner,
+    ) -> Result<UpdateReceipt, ClientError> {
+        let prepared = self.prepare_rotate(identifier, old, new).await?;
+        self.submit(&prepared, None).await
+    }
+
+    /// Revokes `identifier`'s key (`signer` must be it).
+    pub async fn revoke(
+        &mut self,
+        identifier: &str,
+        signer: &UserSigner,
+    ) -> Result<UpdateReceipt, ClientError> {
+        let prepared = self.prepare_revoke(identifier, signer).await?;
+        self.submit(&prepared, None).await
+    }
+
+    /// Recovers `identifier` to `new` with the provider's authorization.
+    pub async fn recover(
+        &mut self,
+        identifier: &str,
+        new: &UserSigner,
+        provider_token: Option<&str>,
+    ) -> Result<UpdateReceipt, ClientError> {
+        let prepared = self.prepare_recover(identifier, new).await?;
+        self.submit(&prepared, provider_token).await
+    }
+
+    /// Accepts a checkpoint from [`LogApi::watch`](crate::LogApi::watch): a newer one advances
+    /// the trusted state as a refresh would; one that another call has already overtaken must be
+    /// consistent with the trusted state and leaves it as it is.
+    pub async fn follow(&mut self, checkpoint: SignedCheckpoint) -> Result<Refresh, ClientError> {
+        self.log.accept(checkpoint, Seen::Past).await
+    }
+
+    /// Messages of `identifier` from sequence `from` (≥ 1) on, at most `limit` (0: the server's
+    /// default of 100), verified: each in the log, by that author, numbered consecutively from
+    /// `from`. Fewer than asked means the server has no more (a server can hide the newest
+    /// messages this way; a monitor of the author's own messages or an auditor catches that).
+    pub async fn read_messages(
+        &mut self,
+        identifier: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<Messages, ClientError> {
+        let label = Label::from_identifier(identifier)?;
+        if from == 0 {
+            return Err(DirectoryError::ZeroSequence.into());
+        }
+        let resp = self
+            .messages
+            .clone()
+            .read(ReadMessagesRequest {
+                author: identifier.to_owned(),
+                from_sequence: from,
+                limit,
+            })
+            .await?
+            .into_inner();
+        let want = if limit == 0 {
+            DEFAULT_READ_LIMIT
+        } else {
+            limit
+        };
+        if resp.messages.len() > want as usize {
+            return Err(ClientError::Unexpected(format!(
+                "asked for at most {want} messages, got {}",
+                resp.messages.len()
+            )));
+        }
+        let (checkpoint, pending) = self
+            .checkpoint(resp.checkpoint.as_ref(), Seen::Latest)
+            .await?;
+        let proven = resp
+            .messages
+            .iter()
+            .map(ProvenEntry::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let messages = self.finish(
+            &checkpoint,
+            pending,
+            || format!("messages of {identifier} from {from}"),
+            |cp| verify_messages(cp, &label, from, &proven),
+        )?;
+        Ok(Messages {
+            identifier: identifier.to_owned(),
+            from,
+            messages,
+            checkpoint,
+        })
+    }
+
+    /// The sequence number of `identifier`'s latest message (0 if none), found with verified
+    /// one-message reads: doubling until a read comes back empty, then bisecting, so
+    /// O(log n) reads. It is what the server shows: a server hiding messages makes the next send
+    /// fail its sequence check, nothing worse.
+    pub async fn last_sequence(&mut self, identifier: &str) -> Result<u64, ClientError> {
+        // `present` is known to exist (0: nothing needed), `absent` known not to.
+        let mut present = 0u64;
+        let mut probe = 1u64;
+        let absent = loop {
+            if self.has_message(identifier, probe).await? {
+                present = probe;
+                probe = probe.checked_mul(2).ok_or_else(|| {
+                    ClientError::Unexpected("the author's sequence counter is exhausted".into())
+                })?;
+            } else {
+                break probe;
+            }
+        };
+        let (mut lo, mut hi) = (present, absent);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.has_message(identifier, mid).await? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    async fn has_message(&mut self, identifier: &str, sequence: u64) -> Result<bool, ClientError> {
+        Ok(!self
+            .read_messages(identifier, sequence, 1)
+            .await?
+            .messages
+            .is_empty())
+    }
+
+    /// Sends a message as `identifier` with the next sequence number, found by
+    /// [`Self::last_sequence`]. Use [`Self::send_message_at`] when the sequence is known.
+    pub async fn send_message(
+        &mut self,
+        identifier: &str,
+        namespace: &str,
+        payload: Vec<u8>,
+        signer: &UserSigner,
+    ) -> Result<MessageReceipt, ClientError> {
+        let last = self.last_sequence(identifier).await?;
+        let next = last.checked_add(1).ok_or_else(|| {
+            ClientError::Unexpected("the author's sequence counter is exhausted".into())
+        })?;
+        self.send_message_at(identifier, namespace, payload, signer, next)
+            .await
+    }
+
+    /// Sends a message as `identifier` with sequence `sequence`, signed by `signer`, which must
+    /// be the identifier's current key (checked with a verified lookup before sending), and
+    /// verifies the receipt: the log holds exactly this message.
+    pub async fn send_message_at(
+        &mut self,
+        identifier: &str,
+        namespace: &str,
+        payload: Vec<u8>,
+        signer: &UserSigner,
+        sequence: u64,
+    ) -> Result<MessageReceipt, ClientError> {
+        let namespace = Namespace::new(namespace)?;
+        let current = self.lookup(identifier, None).await?;
+        let message = Message::sign(namespace, current.label, sequence, payload, signer)?;
+        let refused = |source| ClientError::Refused {
+            op: "message".into(),
+            identifier: identifier.to_owned(),
+            source,
+        };
+        let state = current.state();
+        if let Some(key) = current.key() {
+            if *key != signer.public() {
+                return Err(ClientError::NotCurrentKey {
+                    identifier: identifier.to_owned(),
+                    version: state.as_ref().map_or(0, |s| s.version),
+                });
+            }
+        }
+        apply_message(state.as_ref(), sequence - 1, &message).map_err(refused)?;
+        let resp = self
+            .messages
+            .clone()
+            .send(SendMessageRequest {
+                entry: message.encode(),
+            })
+            .await?
+            .into_inner();
+        let (checkpoint, pending) = self
+            .checkpoint(resp.checkpoint.as_ref(), Seen::Receipt)
+            .await?;
+        let proven = ProvenEntry::try_from(
+            resp.entry
+                .as_ref()
+                .ok_or(kt_proto::WireError::MissingField("entry"))?,
+        )?;
+        let label = current.label;
+        let verified = self.finish(
+            &checkpoint,
+            pending,
+            || format!("receipt for message {sequence} of {identifier}"),
+            |cp| {
+                let mut verified = verify_messages(cp, &label, sequence, &[proven])?;
+                match verified.pop() {
+                    Some(v) if v.message == message => Ok(v),
+                    _ => Err(AnswerError::NotOurEntry),
+                }
+            },
+        )?;
+        Ok(MessageReceipt {
+            message: verified,
+            checkpoint,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kt_core::hash::leaf_hash;
+
+    fn version(n: u64, op: Op, hash_byte: u8) -> VerifiedUpdate {
+        let signer = UserSigner::ed25519_from_seed([n as u8; 32]);
+        let prev = if n == 1 { [0; 32] } else { [9; 32] };
+        let key = (op != Op::Revoke).then(|| signer.public());
+        let update = KeyUpdate::new(
+            Label::from_identifier("alice@example.com").unwrap(),
+            n,
+            prev,
+            op,
+            key,
+            1_000 + n,
+        )
+        .unwrap();
+        VerifiedUpdate {
+            update,
+            index: n * 10,
+            leaf_hash: leaf_hash(&[hash_byte]),
+        }
+    }
+
+    #[test]
+    fn foreign_versions_are_those_not_made_here() {
+        let history = vec![
+            version(1, Op::Register, 1),
+            version(2, Op::Rotate, 2),
+            version(3, Op::Recover, 3),
+            version(4, Op::Revoke, 4),
+        ];
+        let made: HashSet<Hash> = [leaf_hash(&[1]), leaf_hash(&[4])].into();
+        let alerts = foreign_versions(&history, &made);
+        assert_eq!(
+            alerts.iter().map(|a| a.version).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert!(!alerts[0].is_recover());
+        assert!(alerts[1].is_recover());
+        assert_eq!(alerts[1].index, 30);
+        assert_eq!(alerts[1].time_ms, 1_003);
+        assert_eq!(alerts[0].key, history[1].update.key().cloned());
+
+        let all: HashSet<Hash> = (1..=4).map(|b| leaf_hash(&[b])).collect();
+        assert!(foreign_versions(&history, &all).is_empty());
+        assert_eq!(foreign_versions(&history, &HashSet::new()).len(), 4);
+    }
+
+    #[test]
+    fn label_state_matches_the_rules() {
+        let signer = UserSigner::ed25519_from_seed([1; 32]);
+        let label = Label::from_identifier("bob").unwrap();
+        let update = KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(signer.public()), 5)
+            .unwrap()
+            .sign(Role::NewKey, &signer)
+            .unwrap();
+        let hash = update.leaf_hash();
+        let by_rules = apply_update(None, &update, hash, 7).unwrap();
+        let verified = VerifiedUpdate {
+            update,
+            index: 7,
+            leaf_hash: hash,
+        };
+        assert_eq!(label_state(&verified), by_rules);
+    }
+}
