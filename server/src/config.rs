@@ -48,6 +48,14 @@ pub struct RawConfig {
     /// Start-up verification: `full` (re-hash everything) or `quick` (right border only).
     #[arg(long, env = "KTD_STARTUP_CHECK", value_parser = parse_startup_check)]
     pub startup_check: Option<StartupCheck>,
+    /// The identity provider's bearer token for register and recover (at least 16 characters).
+    /// Prefer the environment or a file over the command line, where other users can see it.
+    #[arg(long, env = "KTD_PROVIDER_TOKEN", hide_env_values = true)]
+    pub provider_token: Option<String>,
+    /// File holding the provider token. Default: `<data_dir>/provider.token`, generated on the
+    /// first start when no token is given.
+    #[arg(long, env = "KTD_PROVIDER_TOKEN_FILE")]
+    pub provider_token_file: Option<PathBuf>,
 }
 
 fn parse_startup_check(s: &str) -> Result<StartupCheck, String> {
@@ -72,6 +80,8 @@ impl RawConfig {
             max_batch: self.max_batch.or(lower.max_batch),
             queue_depth: self.queue_depth.or(lower.queue_depth),
             startup_check: self.startup_check.or(lower.startup_check),
+            provider_token: self.provider_token.or(lower.provider_token),
+            provider_token_file: self.provider_token_file.or(lower.provider_token_file),
         }
     }
 
@@ -94,6 +104,25 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_ORIGIN: &str = "keytrail.localhost/log";
 pub const DEFAULT_KEY_FILE_NAME: &str = "log.key";
+pub const DEFAULT_PROVIDER_TOKEN_FILE_NAME: &str = "provider.token";
+
+/// Where the identity provider's token comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ProviderTokenSource {
+    /// Given directly (environment, flag or config file).
+    Value(String),
+    /// Read from a file, generated there if missing.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for ProviderTokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderTokenSource::Value(_) => f.write_str("Value(<redacted>)"),
+            ProviderTokenSource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
 
 /// Where the signing key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +143,7 @@ pub struct Config {
     pub key: KeySource,
     pub sequencer: SequencerConfig,
     pub startup_check: StartupCheck,
+    pub provider_token: ProviderTokenSource,
 }
 
 /// A configuration that cannot be used; the server exits before binding anything.
@@ -220,7 +250,30 @@ impl Config {
                 1_000_000,
             )?,
         };
+        let provider_token = match (raw.provider_token, raw.provider_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "provider_token",
+                    "give either provider_token or provider_token_file, not both",
+                ))
+            }
+            (Some(token), None) if token.len() < crate::keys::MIN_PROVIDER_TOKEN_LEN => {
+                return Err(invalid(
+                    "provider_token",
+                    format!(
+                        "needs at least {} characters",
+                        crate::keys::MIN_PROVIDER_TOKEN_LEN
+                    ),
+                ))
+            }
+            (Some(token), None) => ProviderTokenSource::Value(token),
+            (None, Some(path)) => ProviderTokenSource::File(path),
+            (None, None) => {
+                ProviderTokenSource::File(data_dir.join(DEFAULT_PROVIDER_TOKEN_FILE_NAME))
+            }
+        };
         Ok(Config {
+            provider_token,
             data_dir,
             grpc_addr,
             http_addr,

@@ -4,8 +4,10 @@ use kt_core::merkle::ProofError;
 use kt_proto::WireError;
 use tonic::{Code, Status};
 
+use crate::directory_epoch::Rejection;
 use crate::sequencer::SequencerError;
 use crate::storage::StorageError;
+use kt_core::directory::RuleError;
 
 /// How long a client should back off after `RESOURCE_EXHAUSTED`, sent as `retry-after-ms`.
 pub const RETRY_AFTER_MS: u64 = 500;
@@ -23,6 +25,14 @@ pub enum ApiError {
     Busy(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,6 +45,10 @@ impl From<ApiError> for Status {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::Busy(_) => Code::ResourceExhausted,
             ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::PermissionDenied(_) => Code::PermissionDenied,
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::Internal(_) => Code::Internal,
         };
         let mut status = Status::new(code, e.to_string());
@@ -66,6 +80,10 @@ impl From<SequencerError> for ApiError {
         match e {
             SequencerError::QueueFull(_) => ApiError::Busy(e.to_string()),
             SequencerError::Stopped(_) => ApiError::Unavailable(e.to_string()),
+            SequencerError::Rejected(Rejection::Malformed(_)) => {
+                ApiError::InvalidArgument(e.to_string())
+            }
+            SequencerError::Rejected(Rejection::Rule(rule)) => rule_error(rule),
         }
     }
 }
@@ -76,5 +94,35 @@ impl From<ProofError<StorageError>> for ApiError {
             ProofError::Read(e) => e.into(),
             other => ApiError::InvalidArgument(other.to_string()),
         }
+    }
+}
+
+/// A broken directory rule, by what the caller can do about it: the label's state moved on (look
+/// it up again), the caller lacks the key's authority, or the request was malformed.
+fn rule_error(rule: RuleError) -> ApiError {
+    let msg = format!("refused: {rule}");
+    match rule {
+        RuleError::AlreadyRegistered => ApiError::AlreadyExists(msg),
+        RuleError::NotRegistered => ApiError::NotFound(msg),
+        RuleError::Revoked
+        | RuleError::SkippedVersion { .. }
+        | RuleError::VersionExhausted
+        | RuleError::WrongPrev { .. }
+        | RuleError::SkippedSequence { .. }
+        | RuleError::SequenceExhausted => ApiError::FailedPrecondition(msg),
+        RuleError::BadSignature { .. } | RuleError::BadMessageSignature => {
+            ApiError::PermissionDenied(msg)
+        }
+        RuleError::MissingKey { .. }
+        | RuleError::UnexpectedKey { .. }
+        | RuleError::MissingSignature { .. }
+        | RuleError::UnexpectedSignature { .. } => ApiError::InvalidArgument(msg),
+    }
+}
+
+impl From<kt_core::map::MapError<StorageError>> for ApiError {
+    fn from(e: kt_core::map::MapError<StorageError>) -> Self {
+        tracing::error!(error = %e, "map read failed");
+        ApiError::Internal(e.to_string())
     }
 }

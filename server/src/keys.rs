@@ -43,6 +43,14 @@ pub fn generate(path: &Path, origin: &str) -> Result<NoteSigner, KeyFileError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     }
+    write_private(path, &format!("{}\n", signer.to_private_string()))?;
+    let public = path.with_extension("pub");
+    std::fs::write(&public, format!("{}\n", signer.verifier())).map_err(|e| io(&public, e))?;
+    Ok(signer)
+}
+
+/// Creates `path` (which must not exist) with mode 0600 and `contents`, synced.
+fn write_private(path: &Path, contents: &str) -> Result<(), KeyFileError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -51,12 +59,39 @@ pub fn generate(path: &Path, origin: &str) -> Result<NoteSigner, KeyFileError> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|e| io(path, e))?;
-    writeln!(file, "{}", signer.to_private_string()).map_err(|e| io(path, e))?;
-    file.sync_all().map_err(|e| io(path, e))?;
-    let public = path.with_extension("pub");
-    std::fs::write(&public, format!("{}\n", signer.verifier())).map_err(|e| io(&public, e))?;
-    Ok(signer)
+    file.write_all(contents.as_bytes())
+        .map_err(|e| io(path, e))?;
+    file.sync_all().map_err(|e| io(path, e))
 }
+
+/// The identity provider's bearer token kept in `path`, generated (32 random bytes, hex, mode
+/// 0600) if the file does not exist yet, as the signing key is on a new log's first start.
+pub fn load_or_create_provider_token(path: &Path) -> Result<String, KeyFileError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().len() >= MIN_PROVIDER_TOKEN_LEN => Ok(text.trim().to_owned()),
+        Ok(_) => Err(KeyFileError::Parse {
+            path: path.to_owned(),
+            reason: format!("a provider token needs at least {MIN_PROVIDER_TOKEN_LEN} characters"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| KeyFileError::Io {
+                path: path.to_owned(),
+                reason: format!("no randomness: {e}"),
+            })?;
+            let token = hex::encode(secret);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            }
+            write_private(path, &format!("{token}\n"))?;
+            Ok(token)
+        }
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// Shortest provider token accepted, so a token cannot be guessed online.
+pub const MIN_PROVIDER_TOKEN_LEN: usize = 16;
 
 /// Loads a signing key and checks that it is named after the log's origin.
 pub fn load(path: &Path, origin: &str) -> Result<NoteSigner, KeyFileError> {
@@ -78,6 +113,23 @@ pub fn load(path: &Path, origin: &str) -> Result<NoteSigner, KeyFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_token_is_generated_private_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/provider.token");
+        let token = load_or_create_provider_token(&path).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(load_or_create_provider_token(&path).unwrap(), token);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(load_or_create_provider_token(&path).is_err());
+    }
 
     #[test]
     fn generated_key_is_private_and_loads() {

@@ -3,6 +3,9 @@
 //! tests run the real server on `127.0.0.1:0`.
 
 pub mod config;
+pub mod directory_epoch;
+pub mod directory_service;
+pub mod directory_store;
 pub mod error;
 pub mod http;
 pub mod keys;
@@ -18,12 +21,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kt_core::note::NoteSigner;
+use kt_proto::v1::directory_server::DirectoryServer;
 use kt_proto::v1::log_server::LogServer;
+use kt_proto::v1::messages_server::MessagesServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 
-use crate::config::{Config, KeySource};
+use crate::config::{Config, KeySource, ProviderTokenSource};
+use crate::directory_service::{DirectoryService, ProviderToken};
 use crate::sequencer::Sequencer;
 use crate::service::LogService;
 use crate::storage::Storage;
@@ -145,9 +151,25 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (handle, sequencer_thread) =
         sequencer.spawn(config.sequencer.clone(), sequencer_shutdown.clone());
 
+    let provider_token = match &config.provider_token {
+        ProviderTokenSource::Value(token) => token.clone(),
+        ProviderTokenSource::File(path) => keys::load_or_create_provider_token(path)?,
+    };
+    let directory = DirectoryService::new(
+        storage.clone(),
+        handle.clone(),
+        latest.clone(),
+        ProviderToken::new(Some(&provider_token)),
+    );
     let service = LogService::new(storage.clone(), handle, latest.clone());
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LogServer<LogService>>().await;
+    health_reporter
+        .set_serving::<DirectoryServer<DirectoryService>>()
+        .await;
+    health_reporter
+        .set_serving::<MessagesServer<DirectoryService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kt_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -162,12 +184,20 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let log = LogServer::new(service)
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
             .max_encoding_message_size(MAX_GRPC_MESSAGE);
+        let messages = MessagesServer::new(directory.clone())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE);
+        let directory = DirectoryServer::new(directory)
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE);
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(log)
+                .add_service(directory)
+                .add_service(messages)
                 // Small request/answer exchanges: without TCP_NODELAY each waits on delayed ACKs.
                 .serve_with_incoming_shutdown(
                     TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),

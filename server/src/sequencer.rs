@@ -28,6 +28,7 @@ use kt_core::tiles::{stored_position, TILE_HEIGHT, TILE_WIDTH};
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
+use crate::directory_epoch::{EpochDirectory, Rejection};
 use crate::storage::{EpochWrite, Storage, StorageError};
 
 /// Timing and size limits of the write path.
@@ -50,6 +51,8 @@ pub enum SequencerError {
     QueueFull(usize),
     #[error("the sequencer is not running: {0}")]
     Stopped(String),
+    #[error("refused: {0}")]
+    Rejected(#[from] Rejection),
 }
 
 /// A sequenced, durable entry and the first checkpoint that includes it.
@@ -105,6 +108,8 @@ pub enum CommitError {
     Storage(#[from] StorageError),
     #[error("cannot sign the checkpoint: {0}")]
     Sign(#[from] kt_core::checkpoint::CheckpointError),
+    #[error("cannot update the map: {0}")]
+    Map(#[from] kt_core::map::MapError<StorageError>),
 }
 
 /// Why the log could not be opened for writing. The server refuses to start on any of these.
@@ -289,8 +294,15 @@ impl Sequencer {
         let mut partial = self.partial_tiles.clone();
         // The entry bytes move into the batch; only the reply channels stay behind.
         let mut replies = Vec::with_capacity(jobs.len());
+        let mut directory = EpochDirectory::new(&self.storage);
         for job in jobs {
-            for (node, hash) in frontier.append(leaf_hash(&job.entry)) {
+            let hash = leaf_hash(&job.entry);
+            if let Err(rejection) = directory.admit(&job.entry, hash, frontier.size())? {
+                // Refused by the directory's rules: only this request fails, nothing is written.
+                let _ = job.reply.send(Err(rejection.into()));
+                continue;
+            }
+            for (node, hash) in frontier.append(hash) {
                 record_tile_hash(node, hash, &mut partial, &mut write, &mut dirty_tiles);
             }
             write.entries.push(job.entry);
@@ -303,12 +315,14 @@ impl Sequencer {
             }
         }
         let prev = self.latest.checkpoint();
+        let (map_root, directory) = directory.finish(prev.epoch)?;
+        write.directory = directory;
         let next = Checkpoint {
             origin: prev.origin.clone(),
             size: frontier.size(),
             root: frontier.root(),
             epoch: prev.epoch + 1,
-            map_root: prev.map_root,
+            map_root,
             prev: prev.body_hash(),
             // Never let time run backwards, even if the wall clock does.
             time_ms: now_ms().max(prev.time_ms),
@@ -431,6 +445,16 @@ mod tests {
         seq.commit(jobs).unwrap();
     }
 
+    /// A message-log record: the sequencer refuses bytes that are no entry.
+    fn record(i: u64) -> Vec<u8> {
+        use kt_core::entry::{Entry, Namespace, Record};
+        let r = Record::new(
+            Namespace::new("test").unwrap(),
+            format!("entry {i}").into_bytes(),
+        );
+        Entry::Record(r.unwrap()).encode()
+    }
+
     #[test]
     fn proofs_from_tile_storage_verify_across_tile_levels() {
         let dir = tempfile::tempdir().unwrap();
@@ -450,9 +474,7 @@ mod tests {
                 1 + rng.next(300)
             };
             let start = leaves.len() as u64;
-            let batch: Vec<Vec<u8>> = (start..start + n)
-                .map(|i| format!("entry {i}").into_bytes())
-                .collect();
+            let batch: Vec<Vec<u8>> = (start..start + n).map(record).collect();
             leaves.extend(batch.iter().map(|e| leaf_hash(e)));
             commit(&mut seq, batch.into_iter());
             checkpoints.push(latest.borrow().checkpoint().clone());
@@ -488,7 +510,7 @@ mod tests {
         .unwrap();
         let (mut seq, latest) =
             Sequencer::new(storage.clone(), key, recovered.frontier, recovered.latest).unwrap();
-        let more: Vec<Vec<u8>> = (0..500).map(|i| format!("more {i}").into_bytes()).collect();
+        let more: Vec<Vec<u8>> = (0..500).map(|i| record(100_000 + i)).collect();
         leaves.extend(more.iter().map(|e| leaf_hash(e)));
         commit(&mut seq, more.into_iter());
         let cp = latest.borrow().checkpoint().clone();

@@ -58,17 +58,25 @@ impl LogService {
         self.latest.borrow().clone()
     }
 
-    /// Runs a blocking storage read off the async workers.
     async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Storage) -> Result<T, ApiError> + Send + 'static,
     {
-        let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || f(&storage))
-            .await
-            .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
+        blocking_read(&self.storage, f).await
     }
+}
+
+/// Runs a blocking storage read off the async workers.
+pub(crate) async fn blocking_read<T, F>(storage: &Arc<Storage>, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Storage) -> Result<T, ApiError> + Send + 'static,
+{
+    let storage = storage.clone();
+    tokio::task::spawn_blocking(move || f(&storage))
+        .await
+        .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
 }
 
 fn checkpoint_message(cp: &SignedCheckpoint) -> Checkpoint {

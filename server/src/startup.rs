@@ -65,6 +65,14 @@ pub fn recover(
             "entries are stored beyond the last checkpoint's size {size}"
         )));
     }
+    // The map's stored pages must give the map root the last checkpoint signed.
+    let map_root = kt_core::map::root_hash(&storage.map_at(epoch))
+        .map_err(|e| RecoveryError::Inconsistent(format!("map: {e}")))?;
+    if map_root != cp.map_root {
+        return Err(RecoveryError::Inconsistent(format!(
+            "the map root recomputed from storage does not match the last signed checkpoint (epoch {epoch}): stored map pages were modified or lost"
+        )));
+    }
     if check == StartupCheck::Full {
         verify_entries_and_tiles(storage, size, &cp.root, epoch)?;
         verify_checkpoint_chain(storage, epoch, origin, verifier)?;

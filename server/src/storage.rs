@@ -6,6 +6,14 @@
 //! | `tiles`       | tile level u8, tile index u64 BE      | the tile's hashes, 32 bytes each (1..=256) |
 //! | `checkpoints` | epoch, u64 big-endian                 | the signed checkpoint note                 |
 //! | `meta`        | ASCII name (`origin`, `verifier_key`) | UTF-8 value                                |
+//! | `map_pages`   | page path key, epoch u64 BE            | the map page as of that epoch              |
+//! | `labels`      | label (32)                            | the label's current state                  |
+//! | `versions`    | label (32), version u64 BE            | log index of that KeyUpdate, u64 BE        |
+//! | `messages`    | author label (32), sequence u64 BE    | log index of that Message, u64 BE          |
+//!
+//! The directory's column families are in `crate::directory_store`. Map pages are versioned by
+//! epoch (a page is rewritten under the epoch that changed it), so a lookup at any past epoch
+//! reads the newest version of each page at or below that epoch.
 //!
 //! Big-endian keys make RocksDB's byte order the numeric order, so ranges are iterator scans and
 //! the latest checkpoint is the last key. Hashes are stored as C2SP tiles (256 hashes of one tree
@@ -30,7 +38,20 @@ const CF_ENTRIES: &str = "entries";
 const CF_TILES: &str = "tiles";
 const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 4] = [CF_ENTRIES, CF_TILES, CF_CHECKPOINTS, CF_META];
+pub(crate) const CF_MAP_PAGES: &str = "map_pages";
+pub(crate) const CF_LABELS: &str = "labels";
+pub(crate) const CF_VERSIONS: &str = "versions";
+pub(crate) const CF_MESSAGES: &str = "messages";
+const COLUMN_FAMILIES: [&str; 8] = [
+    CF_ENTRIES,
+    CF_TILES,
+    CF_CHECKPOINTS,
+    CF_META,
+    CF_MAP_PAGES,
+    CF_LABELS,
+    CF_VERSIONS,
+    CF_MESSAGES,
+];
 
 /// A storage failure. Reads and writes that fail leave the database as it was.
 #[derive(Debug, Error)]
@@ -50,12 +71,14 @@ pub struct EpochWrite {
     pub tiles: Vec<((u8, u64), Vec<u8>)>,
     pub epoch: u64,
     pub checkpoint_note: Vec<u8>,
+    /// The directory's changes in this epoch (empty for an epoch of records only).
+    pub directory: crate::directory_store::DirectoryWrite,
 }
 
 /// The log's RocksDB database. Safe to share between the sequencer (the only writer) and readers.
 #[derive(Debug)]
 pub struct Storage {
-    db: DB,
+    pub(crate) db: DB,
 }
 
 fn u64_key(n: u64) -> [u8; 8] {
@@ -85,7 +108,7 @@ impl Storage {
         Ok(Storage { db })
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
             .expect("column families are created on open")
@@ -195,6 +218,7 @@ impl Storage {
         for ((level, index), hashes) in &write.tiles {
             batch.put_cf(self.cf(CF_TILES), tile_key(*level, *index), hashes);
         }
+        self.add_directory_writes(&mut batch, write.epoch, &write.directory);
         batch.put_cf(
             self.cf(CF_CHECKPOINTS),
             u64_key(write.epoch),

@@ -196,6 +196,14 @@ pub fn verify(
     Ok(found)
 }
 
+/// The map's root hash from its stored root page (the empty map has no root page).
+pub fn root_hash<R: PageReader>(reader: &R) -> Result<Hash, MapError<R::Error>> {
+    Ok(reader
+        .read_page(&PagePath::root())
+        .map_err(MapError::Read)?
+        .map_or(EMPTY_HASH, |page| page.root().hash()))
+}
+
 /// Builds the proof for `label` from stored pages: one page read per four levels of the path.
 pub fn prove<R: PageReader>(reader: &R, label: &Label) -> Result<MapProof, MapError<R::Error>> {
     let mut siblings = Vec::new();

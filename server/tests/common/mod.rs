@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: a real `ktd` on 127.0.0.1 with RocksDB in a temp dir.
 #![allow(dead_code)]
 
+pub mod directory;
+
 use std::path::Path;
 
 use ktd::config::{Config, RawConfig};
@@ -8,6 +10,8 @@ use ktd::startup::StartupCheck;
 use ktd::RunningServer;
 
 pub const ORIGIN: &str = "test.keytrail/log";
+/// The identity provider's token of every test server.
+pub const PROVIDER_TOKEN: &str = "test-provider-token-0123456789";
 
 /// A config for a test server: ephemeral ports, short epochs, no heartbeats unless asked.
 pub fn raw_config(dir: &Path) -> RawConfig {
@@ -22,6 +26,8 @@ pub fn raw_config(dir: &Path) -> RawConfig {
         max_batch: Some(1_000),
         queue_depth: Some(10_000),
         startup_check: Some(StartupCheck::Full),
+        provider_token: Some(PROVIDER_TOKEN.into()),
+        provider_token_file: None,
     }
 }
 

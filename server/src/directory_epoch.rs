@@ -1,0 +1,117 @@
+//! The directory's share of one epoch, run by the sequencer: each entry is checked against the
+//! directory's rules as of the entries before it (stored state plus this epoch's earlier
+//! entries), and the accepted ones become label states, index rows and map values.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kt_core::directory::{apply_message, apply_update, Label, LabelState, RuleError};
+use kt_core::entry::{Entry, EntryError};
+use kt_core::hash::Hash;
+use kt_core::map::{apply_updates, MapError, MapValue};
+
+use crate::directory_store::DirectoryWrite;
+use crate::storage::{Storage, StorageError};
+
+/// Why one entry was refused. Only that request fails; the epoch goes on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Rejection {
+    #[error("malformed entry: {0}")]
+    Malformed(#[from] EntryError),
+    #[error("{0}")]
+    Rule(#[from] RuleError),
+}
+
+/// The epoch's view of the directory: what storage holds, overlaid by this epoch's changes.
+pub struct EpochDirectory<'a> {
+    storage: &'a Storage,
+    labels: HashMap<Label, LabelState>,
+    sequences: HashMap<Label, u64>,
+    values: BTreeMap<Label, MapValue>,
+    write: DirectoryWrite,
+}
+
+impl std::fmt::Debug for EpochDirectory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochDirectory")
+            .field("changed_labels", &self.values.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> EpochDirectory<'a> {
+    pub fn new(storage: &'a Storage) -> Self {
+        EpochDirectory {
+            storage,
+            labels: HashMap::new(),
+            sequences: HashMap::new(),
+            values: BTreeMap::new(),
+            write: DirectoryWrite::default(),
+        }
+    }
+
+    fn state(&self, label: &Label) -> Result<Option<LabelState>, StorageError> {
+        match self.labels.get(label) {
+            Some(s) => Ok(Some(s.clone())),
+            None => self.storage.label_state(label),
+        }
+    }
+
+    /// Checks the entry that would get log index `index` and records its effect if allowed.
+    /// `Ok(Err(_))` refuses this entry only; `Err(_)` is a storage failure that ends the epoch.
+    pub fn admit(
+        &mut self,
+        entry: &[u8],
+        leaf_hash: Hash,
+        index: u64,
+    ) -> Result<Result<(), Rejection>, StorageError> {
+        let entry = match Entry::decode(entry) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        match entry {
+            Entry::Record(_) => {}
+            Entry::KeyUpdate(update) => {
+                let label = *update.label();
+                let prev = self.state(&label)?;
+                let next = match apply_update(prev.as_ref(), &update, leaf_hash, index) {
+                    Ok(next) => next,
+                    Err(e) => return Ok(Err(e.into())),
+                };
+                self.values.insert(
+                    label,
+                    MapValue {
+                        version: next.version,
+                        entry_hash: leaf_hash,
+                        index,
+                    },
+                );
+                self.write.versions.push((label, next.version, index));
+                self.labels.insert(label, next);
+            }
+            Entry::Message(msg) => {
+                let author = *msg.author();
+                let state = self.state(&author)?;
+                let last = match self.sequences.get(&author) {
+                    Some(s) => *s,
+                    None => self.storage.last_message_sequence(&author)?,
+                };
+                if let Err(e) = apply_message(state.as_ref(), last, &msg) {
+                    return Ok(Err(e.into()));
+                }
+                self.sequences.insert(author, msg.sequence());
+                self.write.messages.push((author, msg.sequence(), index));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Applies the epoch's map changes on top of the map as of `prev_epoch`: the new map root
+    /// and everything the epoch's batch must write for the directory.
+    pub fn finish(self, prev_epoch: u64) -> Result<(Hash, DirectoryWrite), MapError<StorageError>> {
+        let update = apply_updates(&self.storage.map_at(prev_epoch), &self.values)?;
+        let mut write = self.write;
+        write.pages = update.pages;
+        write.labels = self.labels.into_iter().collect();
+        Ok((update.root, write))
+    }
+}
