@@ -1,10 +1,18 @@
 //! `kt-audit`: the standalone auditor. It trusts nothing the server says that it cannot check:
 //! it downloads every entry, recomputes the tree, and checks every checkpoint's signature, chain
 //! link (consecutive epochs, `prev` hash, growing tree, non-decreasing time), root, and the
-//! server's consistency proofs. Optionally it compares the HTTP tiles with what it recomputed.
-//! On any violation it writes an evidence file that anyone can re-check with the log's key.
+//! server's consistency proofs. It replays every entry through the directory's rules and
+//! recomputes every checkpoint's map root ([`replay`]). Optionally it compares the HTTP tiles
+//! with what it recomputed. On any violation it writes an evidence file that anyone can re-check
+//! with the log's key.
+//!
+//! The on-disk state keeps the last audited checkpoint and the tree's right border, not the
+//! directory: on every start the directory is replayed from entry 0 up to the stored checkpoint
+//! (whose root the re-downloaded entries must give, and whose map root the replay must give),
+//! then the audit continues epoch by epoch (`docs/operations.md`, "Auditing").
 
 mod evidence;
+pub mod replay;
 mod state;
 mod tiles;
 
@@ -13,15 +21,15 @@ use std::path::PathBuf;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kt_client::LogApi;
-use kt_core::checkpoint::SignedCheckpoint;
-use kt_core::entry::Entry;
+use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::hash::{empty_root, leaf_hash, Hash};
-use kt_core::merkle::{verify_consistency, NodeId};
+use kt_core::merkle::{verify_consistency, verify_inclusion, Frontier, NodeId};
 use kt_core::note::NoteVerifier;
 use kt_core::tiles::{stored_position, TILE_WIDTH};
 use kt_core::trust;
 
-pub use evidence::Finding;
+pub use evidence::{EntryEvidence, Finding, MapChange, ReplayEvidence};
+pub use replay::{Replay, ReplayViolation};
 pub use state::AuditState;
 use tiles::TileChecker;
 
@@ -65,6 +73,8 @@ pub struct Auditor {
     tiles: Option<TileChecker>,
     progress: ProgressBar,
     unsaved: u64,
+    /// The directory as of `state.frontier` (rebuilt on start: see [`Auditor::resume_replay`]).
+    replay: Replay,
 }
 
 impl Auditor {
@@ -98,6 +108,7 @@ impl Auditor {
             evidence_dir: config.evidence_dir,
             progress,
             unsaved: 0,
+            replay: Replay::new(),
         })
     }
 
@@ -132,6 +143,9 @@ impl Auditor {
 
     async fn audit_until(&mut self, target: Option<u64>) -> anyhow::Result<Outcome> {
         if let Some(finding) = self.recheck_stored().await? {
+            return self.report(finding);
+        }
+        if let Some(finding) = self.resume_replay().await? {
             return self.report(finding);
         }
         if self.state.checkpoint.is_none() {
@@ -185,6 +199,114 @@ impl Auditor {
             .map(Finding::from))
     }
 
+    /// Rebuilds the directory up to the stored checkpoint, which the state file does not keep:
+    /// downloads entries 0 to its size again, requires them to give its root, replays them and
+    /// requires the replay to give its map root. The map roots of earlier epochs were checked
+    /// when they were audited; the map's root does not depend on how updates were cut into
+    /// epochs, so the whole prefix replays as one. A no-op when the replay is already there.
+    async fn resume_replay(&mut self) -> anyhow::Result<Option<Finding>> {
+        let Some(stored) = self.state.checkpoint.clone() else {
+            return Ok(None);
+        };
+        let cp = stored.checkpoint();
+        if self.replay.last_epoch() == Some(cp.epoch) && self.replay.next_index() == cp.size {
+            return Ok(None);
+        }
+        self.replay = Replay::new();
+        self.progress
+            .set_message(format!("{} (replaying the directory)", cp.epoch));
+        self.progress.set_position(0);
+        let mut frontier = Frontier::new();
+        let mut violation = None;
+        while frontier.size() < cp.size {
+            let start = frontier.size();
+            let end = (start + ENTRY_BATCH).min(cp.size);
+            let entries = self.api.entries(start, end).await?;
+            for (i, entry) in entries.into_iter().enumerate() {
+                let index = start + i as u64;
+                frontier.append(leaf_hash(&entry));
+                if violation.is_none() {
+                    if let Err(v) = self.replay.apply_entry(index, &entry) {
+                        violation = Some((v, entry));
+                    }
+                }
+            }
+            self.progress.set_position(frontier.size());
+        }
+        if frontier.root() != cp.root {
+            return Ok(Some(Finding::single(
+                "root-mismatch",
+                format!(
+                    "the {} entries downloaded again on resume do not give the root of the audited checkpoint",
+                    cp.size
+                ),
+                &stored,
+            )));
+        }
+        let violation = match violation {
+            Some((v, entry)) => Some((v, Some(entry))),
+            None => self.replay.finish_epoch(cp).err().map(|v| (v, None)),
+        };
+        match violation {
+            Some((v, entry)) => Ok(Some(
+                self.replay_finding(v, entry.as_deref(), &[&stored]).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Turns a replay violation into a finding, adding the server's inclusion proofs of the
+    /// offending entry and of the entry it was compared with in the last of `checkpoints`.
+    /// Proofs are best effort (checked, and left out if they do not verify), so that a server
+    /// refusing them cannot suppress the finding.
+    async fn replay_finding(
+        &self,
+        v: ReplayViolation,
+        entry: Option<&[u8]>,
+        checkpoints: &[&SignedCheckpoint],
+    ) -> anyhow::Result<Finding> {
+        anyhow::ensure!(v.is_log_violation(), "auditor bug: {v}");
+        let last = checkpoints
+            .last()
+            .expect("a replay finding names its checkpoint")
+            .checkpoint();
+        let mut offending = None;
+        if let (Some(index), Some(bytes)) = (v.index(), entry) {
+            offending = Some(self.proven_entry(index, bytes, last).await);
+        }
+        let mut prior = None;
+        if let Some(index) = v.prior() {
+            if let Ok(mut bytes) = self.api.entries(index, index + 1).await {
+                if let Some(bytes) = bytes.pop() {
+                    // Only bytes whose inclusion verifies are evidence.
+                    prior = Some(self.proven_entry(index, &bytes, last).await)
+                        .filter(|e| e.inclusion_proof.is_some());
+                }
+            }
+        }
+        Ok(Finding::from_replay(
+            &v,
+            checkpoints,
+            offending.zip(entry),
+            prior,
+            self.replay.refused_changes(),
+        ))
+    }
+
+    /// An entry with the server's inclusion proof in `cp`, if that proof verifies.
+    async fn proven_entry(&self, index: u64, bytes: &[u8], cp: &Checkpoint) -> EntryEvidence {
+        let proof = match self.api.inclusion_proof(index, cp.size).await {
+            Ok(proof)
+                if verify_inclusion(&leaf_hash(bytes), index, cp.size, &proof, &cp.root)
+                    .is_ok() =>
+            {
+                Some(proof)
+            }
+            _ => None,
+        };
+        EntryEvidence::new(index, bytes, proof.as_deref())
+    }
+
     /// Checks one checkpoint against everything audited before it.
     async fn audit_checkpoint(&mut self, cp: SignedCheckpoint) -> anyhow::Result<Option<Finding>> {
         let prev = self.state.checkpoint.clone();
@@ -210,22 +332,21 @@ impl Auditor {
         if target > self.progress.length().unwrap_or(0) {
             self.progress.set_length(target);
         }
+        // The first entry the directory refuses. It is reported only once the checkpoint's root
+        // is known to commit to it, so the evidence is about what the log signed.
+        let mut violation = None;
         while self.state.frontier.size() < target {
             let start = self.state.frontier.size();
             let end = (start + ENTRY_BATCH).min(target);
             let entries = self.api.entries(start, end).await?;
-            for (i, entry) in entries.iter().enumerate() {
+            for (i, entry) in entries.into_iter().enumerate() {
                 let index = start + i as u64;
-                if let Err(e) = Entry::decode(entry) {
-                    return Ok(Some(Finding::entry(
-                        "invalid-entry",
-                        format!("entry {index} is not a valid entry: {e}"),
-                        &cp,
-                        index,
-                        entry,
-                    )));
+                if violation.is_none() {
+                    if let Err(v) = self.replay.apply_entry(index, &entry) {
+                        violation = Some((v, entry.clone()));
+                    }
                 }
-                for (node, hash) in self.state.frontier.append(leaf_hash(entry)) {
+                for (node, hash) in self.state.frontier.append(leaf_hash(&entry)) {
                     if let Some(finding) = self.record_tile_hash(node, hash, &cp).await? {
                         return Ok(Some(finding));
                     }
@@ -257,6 +378,21 @@ impl Auditor {
                     )));
                 }
             }
+        }
+        let violation = match violation {
+            Some((v, entry)) => Some((v, Some(entry))),
+            None => self
+                .replay
+                .finish_epoch(cp.checkpoint())
+                .err()
+                .map(|v| (v, None)),
+        };
+        if let Some((v, entry)) = violation {
+            let checkpoints: Vec<&SignedCheckpoint> = prev.iter().chain([&cp]).collect();
+            return Ok(Some(
+                self.replay_finding(v, entry.as_deref(), &checkpoints)
+                    .await?,
+            ));
         }
         let grew = prev.as_ref().map(|p| p.checkpoint().size) != Some(target);
         self.state.checkpoint = Some(cp);

@@ -11,7 +11,7 @@ use kt_audit::{AuditConfig, Auditor, Outcome};
 #[command(
     name = "kt-audit",
     version,
-    about = "Audit a KeyTrail log: download every entry, recompute the tree, check every checkpoint"
+    about = "Audit a KeyTrail log: download every entry, recompute the tree, replay the directory, check every checkpoint and map root"
 )]
 struct Cli {
     /// gRPC address of ktd.
