@@ -350,10 +350,10 @@ impl DirectoryClient {
             (_, Op::Register) | (None, _) => (1, [0; 32]),
             (Some(s), _) => (s.version.saturating_add(1), s.leaf_hash),
         };
-        let refused = |source| ClientError::Refused {
+        let refused = |reason| ClientError::Refused {
             op: op.to_string(),
             identifier: identifier.to_owned(),
-            source,
+            reason,
         };
         if state.is_none() && op != Op::Register {
             return Err(refused(kt_core::directory::RuleError::NotRegistered));
@@ -649,10 +649,10 @@ impl DirectoryClient {
         let namespace = Namespace::new(namespace)?;
         let current = self.lookup(identifier, None).await?;
         let message = Message::sign(namespace, current.label, sequence, payload, signer)?;
-        let refused = |source| ClientError::Refused {
+        let refused = |reason| ClientError::Refused {
             op: "message".into(),
             identifier: identifier.to_owned(),
-            source,
+            reason,
         };
         let state = current.state();
         if let Some(key) = current.key() {

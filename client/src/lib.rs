@@ -53,8 +53,10 @@ pub fn read_log_key(value: &str) -> Result<String, String> {
 pub enum ClientError {
     #[error("cannot connect to {server}: {reason}")]
     Connect { server: String, reason: String },
+    /// Not a `#[source]`: the message already says all a `tonic::Status` would, so an error
+    /// chain prints it once.
     #[error("server answered {} ({}): {}", code_name(.0.code()), .0.code(), .0.message())]
-    Rpc(#[from] tonic::Status),
+    Rpc(tonic::Status),
     #[error("malformed answer: {0}")]
     Wire(#[from] WireError),
     #[error("bad log key: {0}")]
@@ -91,12 +93,11 @@ pub enum ClientError {
     #[error("bad key: {0}")]
     Key(#[from] KeyError),
     /// Checked locally before sending: the directory (as verified just now) would refuse it.
-    #[error("{op} of {identifier} refused before sending: {source}")]
+    #[error("{op} of {identifier} refused before sending: {reason}")]
     Refused {
         op: String,
         identifier: String,
-        #[source]
-        source: RuleError,
+        reason: RuleError,
     },
     #[error("the key given is not the current key of {identifier} (version {version})")]
     NotCurrentKey { identifier: String, version: u64 },
@@ -146,6 +147,12 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Unavailable => "UNAVAILABLE",
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Rpc(status)
     }
 }
 

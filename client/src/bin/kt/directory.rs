@@ -98,6 +98,32 @@ fn open_keys(cli: &Cli) -> Result<KeyFile, Failure> {
     Ok(KeyFile::open(keys_path(cli)?)?)
 }
 
+fn versions(n: usize) -> String {
+    if n == 1 {
+        "1 version".to_owned()
+    } else {
+        format!("{n} versions")
+    }
+}
+
+/// Adds what to do to a register or recover the server refused for want of the provider's token.
+fn token_hint(e: kt_client::ClientError, op: &str, given: bool) -> Failure {
+    match &e {
+        kt_client::ClientError::Rpc(status) if status.code() == tonic::Code::Unauthenticated => {
+            let hint = if given {
+                format!("{op} needs the identity provider's token, and the one given was refused")
+            } else {
+                format!(
+                    "{op} needs the identity provider's token: pass --provider-token or set \
+                     KT_PROVIDER_TOKEN"
+                )
+            };
+            Failure::Other(anyhow::Error::from(e).context(hint))
+        }
+        _ => e.into(),
+    }
+}
+
 fn key_json(key: Option<&UserKey>) -> Value {
     match key {
         None => Value::Null,
@@ -268,7 +294,10 @@ pub(crate) async fn key(cli: &Cli, log: LogClient, cmd: &KeyCommand) -> Result<(
             let signer = key.signer().map_err(anyhow::Error::from)?;
             let prepared = client.prepare_register(identifier, &signer).await?;
             record_before_sending(&mut keys, &prepared, None)?;
-            let receipt = client.submit(&prepared, provider_token.as_deref()).await?;
+            let receipt = client
+                .submit(&prepared, provider_token.as_deref())
+                .await
+                .map_err(|e| token_hint(e, "register", provider_token.is_some()))?;
             keys.keep_only(identifier, &signer.public());
             keys.save()?;
             print_receipt(cli, identifier, &receipt);
@@ -305,7 +334,10 @@ pub(crate) async fn key(cli: &Cli, log: LogClient, cmd: &KeyCommand) -> Result<(
             let new_signer = new.signer().map_err(anyhow::Error::from)?;
             let prepared = client.prepare_recover(identifier, &new_signer).await?;
             record_before_sending(&mut keys, &prepared, Some(&new))?;
-            let receipt = client.submit(&prepared, provider_token.as_deref()).await?;
+            let receipt = client
+                .submit(&prepared, provider_token.as_deref())
+                .await
+                .map_err(|e| token_hint(e, "recover", provider_token.is_some()))?;
             keys.keep_only(identifier, &new_signer.public());
             keys.save()?;
             print_receipt(cli, identifier, &receipt);
@@ -385,8 +417,8 @@ pub(crate) async fn history(cli: &Cli, log: LogClient, identifier: &str) -> Resu
         println!("{identifier} was never registered (non-membership proven)");
     } else {
         println!(
-            "{identifier}: {} versions (verified)",
-            history.versions.len()
+            "{identifier}: {} (verified)",
+            versions(history.versions.len())
         );
     }
     for v in &history.versions {
@@ -457,8 +489,8 @@ fn check_history(cli: &Cli, history: &VerifiedHistory, made: &HashSet<Hash>) -> 
             .filter(|v| v.update.op() == Op::Recover)
             .count();
         println!(
-            "ok: {id} has {} versions, all made by this device (verified in checkpoint {})",
-            history.versions.len(),
+            "ok: {id} has {}, all made by this device (verified in checkpoint {})",
+            versions(history.versions.len()),
             checkpoint_line(&history.checkpoint)
         );
         if own_recovers > 0 {
