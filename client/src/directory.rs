@@ -176,6 +176,43 @@ pub fn foreign_versions(versions: &[VerifiedUpdate], made: &HashSet<Hash>) -> Ve
         .collect()
 }
 
+/// The search of [`DirectoryClient::last_sequence`]: the largest `n ≥ 1` for which a probe says
+/// "present" (0 if none), assuming presence is a prefix `1..=last`. Doubles until a probe is
+/// absent, then bisects: about `2·log2(last)` probes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LastPresent {
+    /// Known present (0: nothing known).
+    present: u64,
+    /// Known absent, once a probe was.
+    absent: Option<u64>,
+}
+
+impl LastPresent {
+    /// The next number to probe, or `None` when the answer is known.
+    fn next_probe(&self) -> Option<u64> {
+        match self.absent {
+            None if self.present == u64::MAX => None,
+            None => Some(self.present.saturating_mul(2).max(1)),
+            Some(absent) if absent - self.present > 1 => {
+                Some(self.present + (absent - self.present) / 2)
+            }
+            Some(_) => None,
+        }
+    }
+
+    fn record(&mut self, probe: u64, present: bool) {
+        if present {
+            self.present = self.present.max(probe);
+        } else {
+            self.absent = Some(self.absent.map_or(probe, |a| a.min(probe)));
+        }
+    }
+
+    fn last(&self) -> u64 {
+        self.present
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -585,29 +622,12 @@ impl DirectoryClient {
     /// O(log n) reads. It is what the server shows: a server hiding messages makes the next send
     /// fail its sequence check, nothing worse.
     pub async fn last_sequence(&mut self, identifier: &str) -> Result<u64, ClientError> {
-        // `present` is known to exist (0: nothing needed), `absent` known not to.
-        let mut present = 0u64;
-        let mut probe = 1u64;
-        let absent = loop {
-            if self.has_message(identifier, probe).await? {
-                present = probe;
-                probe = probe.checked_mul(2).ok_or_else(|| {
-                    ClientError::Unexpected("the author's sequence counter is exhausted".into())
-                })?;
-            } else {
-                break probe;
-            }
-        };
-        let (mut lo, mut hi) = (present, absent);
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if self.has_message(identifier, mid).await? {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
+        let mut search = LastPresent::default();
+        while let Some(probe) = search.next_probe() {
+            let present = self.has_message(identifier, probe).await?;
+            search.record(probe, present);
         }
-        Ok(lo)
+        Ok(search.last())
     }
 
     async fn has_message(&mut self, identifier: &str, sequence: u64) -> Result<bool, ClientError> {
@@ -748,6 +768,45 @@ mod tests {
         let all: HashSet<Hash> = (1..=4).map(|b| leaf_hash(&[b])).collect();
         assert!(foreign_versions(&history, &all).is_empty());
         assert_eq!(foreign_versions(&history, &HashSet::new()).len(), 4);
+    }
+
+    #[test]
+    fn last_present_finds_the_end_of_a_prefix_in_logarithmic_probes() {
+        let cases = [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            5,
+            7,
+            8,
+            9,
+            100,
+            1_000,
+            65_535,
+            65_536,
+            1 << 40,
+        ];
+        for last in cases {
+            let mut search = LastPresent::default();
+            let mut probes = 0;
+            while let Some(p) = search.next_probe() {
+                assert!(p >= 1);
+                search.record(p, p <= last);
+                probes += 1;
+                assert!(probes <= 200, "runaway search for {last}");
+            }
+            assert_eq!(search.last(), last);
+            let log = 64 - last.leading_zeros() as u64;
+            assert!(probes <= 2 * log + 2, "{last}: {probes} probes");
+        }
+        // Everything present: the search ends at the top of the range.
+        let mut search = LastPresent::default();
+        while let Some(p) = search.next_probe() {
+            search.record(p, true);
+        }
+        assert_eq!(search.last(), u64::MAX);
     }
 
     #[test]
