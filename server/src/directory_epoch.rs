@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kt_core::directory::{apply_message, apply_update, Label, LabelState, RuleError};
+use kt_core::directory::{apply_message, apply_update, Label, LabelState, Op, RuleError};
 use kt_core::entry::{Entry, EntryError};
 use kt_core::hash::Hash;
 use kt_core::map::{apply_updates, MapError, MapValue};
@@ -77,16 +77,7 @@ impl<'a> EpochDirectory<'a> {
                     Ok(next) => next,
                     Err(e) => return Ok(Err(e.into())),
                 };
-                self.values.insert(
-                    label,
-                    MapValue {
-                        version: next.version,
-                        entry_hash: leaf_hash,
-                        index,
-                    },
-                );
-                self.write.versions.push((label, next.version, index));
-                self.labels.insert(label, next);
+                self.record_update(label, next, leaf_hash, index);
             }
             Entry::Message(msg) => {
                 let author = *msg.author();
@@ -98,6 +89,54 @@ impl<'a> EpochDirectory<'a> {
                 if let Err(e) = apply_message(state.as_ref(), last, &msg) {
                     return Ok(Err(e.into()));
                 }
+                self.sequences.insert(author, msg.sequence());
+                self.write.messages.push((author, msg.sequence(), index));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Records an allowed key update: the label's new state, its map value and its version row.
+    fn record_update(&mut self, label: Label, next: LabelState, leaf_hash: Hash, index: u64) {
+        self.values.insert(
+            label,
+            MapValue {
+                version: next.version,
+                entry_hash: leaf_hash,
+                index,
+            },
+        );
+        self.write.versions.push((label, next.version, index));
+        self.labels.insert(label, next);
+    }
+
+    /// **Test-only: a malicious operator's directory** (see
+    /// `Sequencer::commit_forged_for_tests`). Records the entry's effect without checking the
+    /// directory's rules: after a key update the label's state is whatever the update says
+    /// (its version, its key, `recovered` for a recover), and a message becomes its author's
+    /// latest. Only an entry that does not decode is refused. The server never calls it.
+    #[doc(hidden)]
+    pub fn admit_without_rules_for_tests(
+        &mut self,
+        entry: &[u8],
+        leaf_hash: Hash,
+        index: u64,
+    ) -> Result<Result<(), Rejection>, StorageError> {
+        match Entry::decode(entry) {
+            Err(e) => return Ok(Err(e.into())),
+            Ok(Entry::Record(_)) => {}
+            Ok(Entry::KeyUpdate(update)) => {
+                let next = LabelState {
+                    version: update.version(),
+                    leaf_hash,
+                    index,
+                    key: update.key().cloned(),
+                    recovered: update.op() == Op::Recover,
+                };
+                self.record_update(*update.label(), next, leaf_hash, index);
+            }
+            Ok(Entry::Message(msg)) => {
+                let author = *msg.author();
                 self.sequences.insert(author, msg.sequence());
                 self.write.messages.push((author, msg.sequence(), index));
             }

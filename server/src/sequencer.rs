@@ -29,6 +29,7 @@ use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
 use crate::directory_epoch::{EpochDirectory, Rejection};
+use crate::directory_store::DirectoryWrite;
 use crate::storage::{EpochWrite, Storage, StorageError};
 
 /// Timing and size limits of the write path.
@@ -65,6 +66,18 @@ pub struct Appended {
 struct Job {
     entry: Vec<u8>,
     reply: oneshot::Sender<Result<Appended, SequencerError>>,
+}
+
+/// **Test-only.** How [`Sequencer::commit_forged_for_tests`] breaks the directory.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// The entries skip the directory's rules; the map takes their effect as if they were allowed
+    /// (the state after a key update is simply what the update says).
+    SkipRules,
+    /// The entries go into the log, but the map is left as it was: the checkpoint repeats the
+    /// previous epoch's map root, and no label state, version or message row changes.
+    StaleMap,
 }
 
 /// The cheap, cloneable handle the services use.
@@ -283,6 +296,46 @@ impl Sequencer {
 
     /// Sequences one epoch. On error nothing was published and no request was answered.
     fn commit(&mut self, jobs: Vec<Job>) -> Result<(), CommitError> {
+        self.sequence_epoch(jobs, None)
+    }
+
+    /// **Test-only: a malicious operator's write path.** Sequences `entries` as one epoch, signed
+    /// with the log's key like any other, but with the directory broken as `forgery` says. It
+    /// exists so that `server/tests/directory_lies.rs` can produce, on a stopped server's storage,
+    /// the log an operator holding the signing key could produce, and show who catches it. The
+    /// server never calls it; nothing reaches it from the network or the configuration.
+    ///
+    /// Returns each entry's outcome, in order (an entry that does not decode is still refused).
+    #[doc(hidden)]
+    pub fn commit_forged_for_tests(
+        &mut self,
+        entries: Vec<Vec<u8>>,
+        forgery: Forgery,
+    ) -> Result<Vec<Result<Appended, SequencerError>>, CommitError> {
+        let (jobs, mut answers): (Vec<Job>, Vec<_>) = entries
+            .into_iter()
+            .map(|entry| {
+                let (reply, answer) = oneshot::channel();
+                (Job { entry, reply }, answer)
+            })
+            .unzip();
+        self.sequence_epoch(jobs, Some(forgery))?;
+        Ok(answers
+            .iter_mut()
+            .map(|a| {
+                a.try_recv()
+                    .unwrap_or_else(|_| Err(SequencerError::Stopped("no answer".into())))
+            })
+            .collect())
+    }
+
+    /// [`Sequencer::commit`], or with `Some(forgery)` the test-only write path of
+    /// [`Sequencer::commit_forged_for_tests`].
+    fn sequence_epoch(
+        &mut self,
+        jobs: Vec<Job>,
+        forgery: Option<Forgery>,
+    ) -> Result<(), CommitError> {
         let first_index = self.frontier.size();
         let mut dirty_tiles: Vec<(u8, u64)> = Vec::new();
         let mut write = EpochWrite {
@@ -297,7 +350,16 @@ impl Sequencer {
         let mut directory = EpochDirectory::new(&self.storage);
         for job in jobs {
             let hash = leaf_hash(&job.entry);
-            if let Err(rejection) = directory.admit(&job.entry, hash, frontier.size())? {
+            let admitted = match forgery {
+                None => directory.admit(&job.entry, hash, frontier.size())?,
+                Some(Forgery::SkipRules) => {
+                    directory.admit_without_rules_for_tests(&job.entry, hash, frontier.size())?
+                }
+                Some(Forgery::StaleMap) => kt_core::entry::Entry::decode(&job.entry)
+                    .map(drop)
+                    .map_err(Rejection::from),
+            };
+            if let Err(rejection) = admitted {
                 // Refused by the directory's rules: only this request fails, nothing is written.
                 let _ = job.reply.send(Err(rejection.into()));
                 continue;
@@ -315,7 +377,10 @@ impl Sequencer {
             }
         }
         let prev = self.latest.checkpoint();
-        let (map_root, directory) = directory.finish(prev.epoch)?;
+        let (map_root, directory) = match forgery {
+            Some(Forgery::StaleMap) => (prev.map_root, DirectoryWrite::default()),
+            _ => directory.finish(prev.epoch)?,
+        };
         write.directory = directory;
         let next = Checkpoint {
             origin: prev.origin.clone(),

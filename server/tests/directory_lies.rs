@@ -1,0 +1,1078 @@
+//! A lying key directory is caught, and each test says by whom: the looking-up client
+//! (`kt_client::DirectoryClient`), the key owner's monitor (the `kt monitor` binary, which runs
+//! `DirectoryClient::history` and then `foreign_versions` against the device's made-set), or the
+//! auditor (`kt_audit::Auditor`, which replays the directory's rules and recomputes every map
+//! root) — and, where one of them cannot see the lie, that it cannot.
+//!
+//! | lie | looking-up client | owner's monitor | kt-audit |
+//! |---|---|---|---|
+//! | a key swapped in a lookup answer | `AnswerError::Inclusion` / `ValueMismatch` | – | log is honest: clean |
+//! | (a) a rotate the owner did not sign, in the log | `lookup` is fooled; `history` refuses (`Rule{BadSignature(previous-key)}`) | refuses the history (exit 3) | `directory-rule` / `bad-signature` |
+//! | (a') a provider-authorized `recover` the owner did not ask for | fooled: identical to a real recovery | ALERT: RECOVER (exit 3) | clean: the rules allow it |
+//! | (b) a version hidden from history | `HistoryLength` / `HistoryGap` | refuses the history (exit 3) | log is honest: clean |
+//! | (c) a stale map: an old epoch's answer as the latest | `Violation::Rollback` | – | log is honest |
+//! | (c) a stale map: the latest checkpoint with an old proof | `AnswerError::MapProof(RootMismatch)` | – | log is honest |
+//! | (c') a stale map signed into the checkpoints | fooled | fooled (exit 0) | `map-root-mismatch` |
+//! | (d) a lookup at epoch E answered with epoch E' | `ClientError::Unexpected`; or E's checkpoint with E''s proof: `MapProof(RootMismatch)` | – | log is honest |
+//! | (e) two users shown different keys (two views of one log) | `Violation::Fork` (equivocation) once a client meets the other view | `Violation::Fork` likewise | each view alone: clean; carried-over state: `fork` |
+//!
+//! Mechanics, the simplest that stay realistic:
+//!
+//! - **A proxy** ([`Liar`]) in front of a real `ktd` serves the `Log` and `Directory` services on
+//!   one address (as `ktd` does) and rewrites directory answers. It lies only with what a server
+//!   has: real answers of other epochs, other labels' bytes, entries it drops. The log itself
+//!   stays honest, so these lies are the answer-verifier's to catch, and kt-audit, which never
+//!   reads answers, cannot see them.
+//! - **A malicious operator** holds the log's signing key (`<data_dir>/log.key`). Lies that need
+//!   the log itself to break the directory's rules are written on a stopped server's storage by
+//!   the test-only hook `Sequencer::commit_forged_for_tests` (a rotate with the rules skipped; an
+//!   epoch whose map root ignores its entries), then the real `ktd` restarts on that storage: its
+//!   full start-up check passes (everything is signed, chained and consistent, and the stored map
+//!   gives the signed map root), so what it serves is exactly what such an operator would serve.
+//! - **Two views** (e): the data directory of a stopped server is copied, and each copy, signed
+//!   by the same key, grows differently. Clients that meet both views hold the proof; clients that
+//!   never meet are only protected once witnesses cosign checkpoints (a later issue): a client
+//!   that requires the cosignatures of witnesses who refuse to sign two checkpoints for one epoch
+//!   cannot be shown a second view at all.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use futures::Stream;
+use kt_audit::{AuditConfig, Auditor, Finding, Outcome};
+use kt_client::keys::{Algorithm, DeviceKey, KeyFile};
+use kt_client::{ClientError, DirectoryClient};
+use kt_core::checkpoint::SignedCheckpoint;
+use kt_core::directory::{AnswerError, KeyUpdate, Label, Op, Role, RuleError, UserSigner};
+use kt_core::map::MapProofError;
+use kt_core::note::NoteVerifier;
+use kt_core::trust::Violation;
+use kt_proto::v1::directory_client::DirectoryClient as DirectoryUpstream;
+use kt_proto::v1::directory_server::{Directory, DirectoryServer};
+use kt_proto::v1::log_client::LogClient as LogUpstream;
+use kt_proto::v1::log_server::{Log, LogServer};
+use kt_proto::v1::{
+    AppendRequest, AppendResponse, GetCheckpointRequest, GetCheckpointResponse,
+    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest,
+    GetInclusionProofRequest, GetInclusionProofResponse, HistoryRequest, HistoryResponse, LogEntry,
+    LookupRequest, LookupResponse, UpdateRequest, UpdateResponse, WatchCheckpointsRequest,
+};
+use ktd::sequencer::{Forgery, Sequencer};
+use ktd::startup::StartupCheck;
+use ktd::storage::Storage;
+use serde_json::Value;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+const ALICE: &str = "alice@example.com";
+const CAROL: &str = "carol@example.com";
+const TOKEN: &str = common::PROVIDER_TOKEN;
+
+/// The attacker's key: whatever the lie installs for Alice.
+fn mallory() -> UserSigner {
+    UserSigner::ed25519_from_seed([0x66; 32])
+}
+
+// ---------------------------------------------------------------------------------------------
+// The owner's device: the real `kt` binary with its own trusted state and key file.
+// ---------------------------------------------------------------------------------------------
+
+/// The workspace's built binaries sit next to this test's `deps/` directory.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test --workspace --all-targets`",
+        path.display()
+    );
+    path
+}
+
+/// A device running `kt`: its trusted-state file and its key file (private keys and made-set).
+struct Device {
+    log_key: PathBuf,
+    state: PathBuf,
+    keys: PathBuf,
+}
+
+impl Device {
+    /// `dir` is the test's directory; the log's verifier key is `dir/db/log.pub`.
+    fn new(dir: &Path, name: &str) -> Device {
+        Device {
+            log_key: dir.join("db/log.pub"),
+            state: dir.join(format!("{name}-state.json")),
+            keys: dir.join(name).join("keys.json"),
+        }
+    }
+
+    fn kt(&self, url: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(binary("kt"));
+        cmd.args([
+            "--server",
+            url,
+            "--log-key",
+            self.log_key.to_str().unwrap(),
+            "--state",
+            self.state.to_str().unwrap(),
+            "--keys",
+            self.keys.to_str().unwrap(),
+            "--json",
+        ])
+        .args(args);
+        for var in [
+            "KT_PROVIDER_TOKEN",
+            "KT_KEYS",
+            "KT_STATE",
+            "KT_SERVER",
+            "KT_LOG_KEY",
+        ] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().unwrap();
+        eprintln!(
+            "$ kt {} -> {:?}\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs a command that must succeed; its JSON output.
+    fn ok(&self, url: &str, args: &[&str]) -> Value {
+        let out = self.kt(url, args);
+        assert!(out.status.success(), "kt {args:?} failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `kt key new` then `kt key register` (with the provider's token); the receipt.
+    fn register(&self, url: &str, identifier: &str) -> Value {
+        self.ok(url, &["key", "new", identifier]);
+        self.ok(
+            url,
+            &["key", "register", identifier, "--provider-token", TOKEN],
+        )
+    }
+
+    /// `kt monitor <identifier> --once`: the exit code, the JSON on stdout (the monitor's status,
+    /// or the evidence of a refused answer), and stderr.
+    fn monitor(&self, url: &str, identifier: &str) -> (Option<i32>, Value, String) {
+        let out = self.kt(url, &["monitor", identifier, "--once"]);
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), json, stderr)
+    }
+}
+
+fn epoch_of(receipt: &Value) -> u64 {
+    receipt["checkpoint"]["epoch"].as_u64().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The looking-up client and the auditor.
+// ---------------------------------------------------------------------------------------------
+
+async fn client(url: &str, key: &str, state: PathBuf) -> DirectoryClient {
+    DirectoryClient::connect(url, key, state).await.unwrap()
+}
+
+fn answer_error(e: ClientError) -> AnswerError {
+    match e {
+        ClientError::Answer(bad) => bad.source,
+        other => panic!("expected an answer that does not verify, got {other}"),
+    }
+}
+
+fn violation(e: ClientError) -> Violation {
+    match e {
+        ClientError::Violation(v) => *v,
+        other => panic!("expected a violation with evidence, got {other}"),
+    }
+}
+
+fn trusted_note(c: &DirectoryClient) -> String {
+    c.log().trusted().unwrap().note().to_owned()
+}
+
+fn audit_config(server: &str, key: &str, state_dir: &Path) -> AuditConfig {
+    AuditConfig {
+        server: server.to_owned(),
+        log_key: key.to_owned(),
+        state_dir: state_dir.to_owned(),
+        evidence_dir: state_dir.join("evidence"),
+        tiles_url: None,
+        progress: false,
+    }
+}
+
+async fn audit(server: &str, key: &str, state_dir: &Path) -> Outcome {
+    Auditor::new(audit_config(server, key, state_dir))
+        .await
+        .unwrap()
+        .run_once()
+        .await
+        .unwrap()
+}
+
+async fn audit_clean(server: &str, key: &str, state_dir: &Path) {
+    match audit(server, key, state_dir).await {
+        Outcome::Clean { .. } => {}
+        Outcome::Violation { finding, .. } => panic!("kt-audit flagged: {finding:?}"),
+    }
+}
+
+/// The auditor's finding, checked against the evidence file it wrote.
+async fn audit_finding(server: &str, key: &str, state_dir: &Path) -> Finding {
+    match audit(server, key, state_dir).await {
+        Outcome::Violation {
+            finding,
+            evidence_file,
+        } => {
+            let written: Value =
+                serde_json::from_slice(&std::fs::read(&evidence_file).unwrap()).unwrap();
+            assert_eq!(written["kind"], finding.kind, "evidence file matches");
+            *finding
+        }
+        Outcome::Clean { epoch, .. } => panic!("kt-audit passed a lying log (epoch {epoch})"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The malicious operator: the log's signing key and the storage of a stopped server.
+// ---------------------------------------------------------------------------------------------
+
+/// Appends `entries` as one epoch to the stopped server's log in `data_dir`, signed with its key,
+/// with the directory broken as `forgery` says. Returns the entries' log indexes.
+fn forge(data_dir: &Path, entries: Vec<Vec<u8>>, forgery: Forgery) -> Vec<u64> {
+    let storage = Arc::new(Storage::open(data_dir).unwrap());
+    let signer = ktd::keys::load(&data_dir.join("log.key"), common::ORIGIN).unwrap();
+    let recovered = ktd::startup::recover(
+        &storage,
+        common::ORIGIN,
+        &signer.verifier(),
+        StartupCheck::Full,
+    )
+    .unwrap();
+    let (mut sequencer, _) =
+        Sequencer::new(storage, signer, recovered.frontier, recovered.latest).unwrap();
+    sequencer
+        .commit_forged_for_tests(entries, forgery)
+        .unwrap()
+        .into_iter()
+        .map(|outcome| outcome.unwrap().index)
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            // Keeps the mode bits, so the copied signing key stays 0600.
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lying proxy.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Lie {
+    Honest,
+    /// Lookups carry these entry bytes in place of the label's latest update (same index, same
+    /// inclusion proof, same map proof).
+    SwapEntry(Vec<u8>),
+    /// Histories leave this version out.
+    HideVersion(u64),
+    /// Histories leave this version out and repeat the next one in its place, so that the count
+    /// matches the map's version.
+    HideVersionKeepCount(u64),
+    /// Every lookup is answered, checkpoint and all, as a lookup at this epoch.
+    AnswerFrom(u64),
+    /// Every lookup is answered with the checkpoint asked for, but the map proof and entry of this
+    /// epoch.
+    ProofFrom(u64),
+}
+
+#[derive(Clone)]
+struct Liar {
+    log: LogUpstream<Channel>,
+    directory: DirectoryUpstream<Channel>,
+    lie: Arc<Mutex<Lie>>,
+}
+
+impl Liar {
+    fn lie(&self) -> Lie {
+        self.lie.lock().unwrap().clone()
+    }
+}
+
+/// Starts a proxy for `upstream` on 127.0.0.1; its URL and the switch of its lies.
+async fn spawn_liar(upstream: &str) -> (String, Arc<Mutex<Lie>>) {
+    let channel = Channel::from_shared(upstream.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let lie = Arc::new(Mutex::new(Lie::Honest));
+    let liar = Liar {
+        log: LogUpstream::new(channel.clone()),
+        directory: DirectoryUpstream::new(channel),
+        lie: lie.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LogServer::new(liar.clone()))
+            .add_service(DirectoryServer::new(liar))
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
+    );
+    (url, lie)
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The log is served honestly.
+#[tonic::async_trait]
+impl Log for Liar {
+    async fn append(&self, r: Request<AppendRequest>) -> Result<Response<AppendResponse>, Status> {
+        self.log.clone().append(r.into_inner()).await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        r: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        self.log.clone().get_checkpoint(r.into_inner()).await
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        r: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        self.log.clone().get_inclusion_proof(r.into_inner()).await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        r: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        self.log.clone().get_consistency_proof(r.into_inner()).await
+    }
+
+    type GetEntriesStream = Boxed<LogEntry>;
+    async fn get_entries(
+        &self,
+        r: Request<GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        let s = self.log.clone().get_entries(r.into_inner()).await?;
+        Ok(Response::new(Box::pin(s.into_inner())))
+    }
+
+    type WatchCheckpointsStream = Boxed<kt_proto::v1::Checkpoint>;
+    async fn watch_checkpoints(
+        &self,
+        r: Request<WatchCheckpointsRequest>,
+    ) -> Result<Response<Self::WatchCheckpointsStream>, Status> {
+        let s = self.log.clone().watch_checkpoints(r.into_inner()).await?;
+        Ok(Response::new(Box::pin(s.into_inner())))
+    }
+}
+
+/// An update request passed on with the provider's token, if any.
+fn forward(r: Request<UpdateRequest>) -> Request<UpdateRequest> {
+    let token = r.metadata().get("authorization").cloned();
+    let mut out = Request::new(r.into_inner());
+    if let Some(token) = token {
+        out.metadata_mut().insert("authorization", token);
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl Directory for Liar {
+    async fn register(
+        &self,
+        r: Request<UpdateRequest>,
+    ) -> Result<Response<UpdateResponse>, Status> {
+        self.directory.clone().register(forward(r)).await
+    }
+
+    async fn rotate(&self, r: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
+        self.directory.clone().rotate(forward(r)).await
+    }
+
+    async fn revoke(&self, r: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
+        self.directory.clone().revoke(forward(r)).await
+    }
+
+    async fn recover(&self, r: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
+        self.directory.clone().recover(forward(r)).await
+    }
+
+    async fn lookup(&self, r: Request<LookupRequest>) -> Result<Response<LookupResponse>, Status> {
+        let req = r.into_inner();
+        let mut up = self.directory.clone();
+        let resp = match self.lie() {
+            Lie::AnswerFrom(epoch) => up
+                .lookup(LookupRequest {
+                    epoch: Some(epoch),
+                    ..req
+                })
+                .await?
+                .into_inner(),
+            Lie::ProofFrom(epoch) => {
+                let mut resp = up.lookup(req.clone()).await?.into_inner();
+                let other = up
+                    .lookup(LookupRequest {
+                        epoch: Some(epoch),
+                        ..req
+                    })
+                    .await?
+                    .into_inner();
+                resp.map_proof = other.map_proof;
+                resp.entry = other.entry;
+                resp
+            }
+            Lie::SwapEntry(bytes) => {
+                let mut resp = up.lookup(req).await?.into_inner();
+                resp.entry.as_mut().expect("the label is present").entry = bytes;
+                resp
+            }
+            _ => up.lookup(req).await?.into_inner(),
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn history(
+        &self,
+        r: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryResponse>, Status> {
+        let mut resp = self
+            .directory
+            .clone()
+            .history(r.into_inner())
+            .await?
+            .into_inner();
+        match self.lie() {
+            Lie::HideVersion(v) => {
+                resp.versions.remove(v as usize - 1);
+            }
+            Lie::HideVersionKeepCount(v) => {
+                let i = v as usize - 1;
+                resp.versions[i] = resp.versions[i + 1].clone();
+            }
+            _ => {}
+        }
+        Ok(Response::new(resp))
+    }
+}
+
+/// A server with a proxy in front, and Alice's key at version 3 (register, rotate, rotate), each
+/// version in its own epoch.
+struct Scene {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    server: ktd::RunningServer,
+    key: String,
+    liar: String,
+    lie: Arc<Mutex<Lie>>,
+    alice: Device,
+    /// `epochs[v - 1]`: the epoch whose checkpoint first holds Alice's version `v`.
+    epochs: Vec<u64>,
+}
+
+impl Scene {
+    async fn new() -> Scene {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let server = common::start(&dir).await;
+        let url = common::grpc_url(&server);
+        let (liar, lie) = spawn_liar(&url).await;
+        let alice = Device::new(&dir, "alice");
+        let mut epochs = vec![epoch_of(&alice.register(&url, ALICE))];
+        for _ in 0..2 {
+            epochs.push(epoch_of(&alice.ok(&url, &["key", "rotate", ALICE])));
+        }
+        assert!(epochs[0] < epochs[1] && epochs[1] < epochs[2]);
+        Scene {
+            key: server.verifier_key.clone(),
+            _tmp: tmp,
+            dir,
+            server,
+            liar,
+            lie,
+            alice,
+            epochs,
+        }
+    }
+
+    fn set(&self, lie: Lie) {
+        *self.lie.lock().unwrap() = lie;
+    }
+
+    /// Bob, who looks Alice up through the proxy.
+    async fn bob(&self) -> DirectoryClient {
+        client(&self.liar, &self.key, self.dir.join("bob-state.json")).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+// ---------------------------------------------------------------------------------------------
+
+/// The plain key swap: a lookup answer whose entry is an attacker's KeyUpdate. The map proof
+/// names Alice's real entry (its index, version and leaf hash), so the swapped bytes fail either
+/// the map's value or the inclusion proof. The log is honest: kt-audit sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_swapped_in_a_lookup_answer_is_refused_by_the_client() {
+    let s = Scene::new().await;
+    let mut bob = s.bob().await;
+    let honest = bob.lookup(ALICE, None).await.unwrap();
+    let current = honest.current.clone().unwrap();
+    assert_eq!(current.update.version(), 3);
+    let before = trusted_note(&bob);
+    let label = Label::from_identifier(ALICE).unwrap();
+    let m = mallory();
+
+    // Same label, same version, same prev as Alice's version 3, Mallory's key: only the bytes
+    // differ from what the log holds at that index.
+    let same_version = KeyUpdate::new(
+        label,
+        3,
+        *current.update.prev(),
+        Op::Rotate,
+        Some(m.public()),
+        current.update.time_ms(),
+    )
+    .unwrap()
+    .sign(Role::PreviousKey, &m)
+    .unwrap()
+    .sign(Role::NewKey, &m)
+    .unwrap();
+    s.set(Lie::SwapEntry(same_version.encode()));
+    let err = answer_error(bob.lookup(ALICE, None).await.unwrap_err());
+    assert!(
+        matches!(err, AnswerError::Inclusion { index, .. } if index == current.index),
+        "got {err}"
+    );
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    // A version 4 that follows Alice's chain but was never logged: the map names version 3.
+    let state = honest.state().unwrap();
+    let next = common::directory::next_update(ALICE, Some(&state), Op::Rotate, Some(&m), Some(&m));
+    s.set(Lie::SwapEntry(next.encode()));
+    let err = answer_error(bob.lookup(ALICE, None).await.unwrap_err());
+    assert_eq!(
+        err,
+        AnswerError::ValueMismatch {
+            want_version: 3,
+            want_index: current.index,
+            got_version: 4,
+            got_index: current.index,
+        }
+    );
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    // Answers are not the log: the auditor, reading the same proxy, finds the log clean.
+    audit_clean(&s.liar, &s.key, &s.dir.join("audit")).await;
+    s.server.shutdown().await;
+}
+
+/// (a) A rotate the owner did not sign, put in the log by an operator holding the signing key,
+/// with the directory's rules skipped. A lookup cannot tell: it proves what the map names, and
+/// the map names the forged update. Every party that checks the label's history against the
+/// rules refuses it: the looking-up client's `history`, the owner's monitor, and kt-audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_without_the_owners_signature_is_caught_by_history_monitor_and_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = common::start(dir).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let alice = Device::new(dir, "alice");
+    let registered = alice.register(&url, ALICE);
+    let register_index = registered["update"]["index"].as_u64().unwrap();
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let v1 = bob.lookup(ALICE, None).await.unwrap();
+    let honest_key = v1.key().cloned().unwrap();
+
+    // The operator stops the server and appends a rotate to Mallory's key, signed by Mallory in
+    // both roles: the previous-key signature is not Alice's.
+    server.shutdown().await;
+    let m = mallory();
+    let forged = common::directory::next_update(
+        ALICE,
+        Some(&v1.state().unwrap()),
+        Op::Rotate,
+        Some(&m),
+        Some(&m),
+    );
+    let forged_index = forge(&dir.join("db"), vec![forged.encode()], Forgery::SkipRules)[0];
+    // The real server starts on it: the full start-up check (entries, tiles, chain, map root)
+    // passes, since everything is signed and consistent.
+    let server = common::start(dir).await;
+    let url = common::grpc_url(&server);
+
+    // The looking-up client is fooled: the lookup verifies and shows Mallory's key.
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let lookup = bob.lookup(ALICE, None).await.unwrap();
+    assert_eq!(lookup.key(), Some(&m.public()));
+    assert_ne!(lookup.key(), Some(&honest_key));
+    assert_eq!(lookup.current.as_ref().unwrap().index, forged_index);
+
+    // Its history applies the rules and refuses version 2.
+    let before = trusted_note(&bob);
+    let err = answer_error(bob.history(ALICE).await.unwrap_err());
+    assert_eq!(
+        err,
+        AnswerError::Rule {
+            version: 2,
+            source: RuleError::BadSignature {
+                role: Role::PreviousKey
+            },
+        }
+    );
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    // The owner's monitor refuses the history (before any made-set comparison), exit 3.
+    let (code, out, stderr) = alice.monitor(&url, ALICE);
+    assert_eq!(code, Some(3));
+    assert_eq!(out["kind"], "bad-answer");
+    assert!(
+        out["detail"].as_str().unwrap().contains(
+            "version 2 breaks the directory's rules: previous-key signature does not verify"
+        ),
+        "{out}"
+    );
+    assert!(stderr.contains("REFUSED"), "{stderr}");
+
+    // kt-audit replays the rules and names the entry and the one it had to follow.
+    let finding = audit_finding(&url, &key, &dir.join("audit")).await;
+    assert_eq!(finding.kind, "directory-rule");
+    assert_eq!(finding.entry.as_ref().unwrap().0, forged_index);
+    let replay = finding.replay.as_ref().unwrap();
+    assert_eq!(replay.rule, "bad-signature");
+    let entry = replay.entry.as_ref().unwrap();
+    assert_eq!(entry.index, forged_index);
+    assert_eq!(entry.hex, hex(&forged.encode()));
+    assert!(
+        entry.inclusion_proof.is_some(),
+        "the entry is proven in the log"
+    );
+    assert_eq!(replay.prior_entry.as_ref().unwrap().index, register_index);
+    server.shutdown().await;
+}
+
+/// (a') A `recover` the owner did not ask for. The provider (or whoever holds its token, e.g. the
+/// operator) may recover any label: the rules allow it, so no client and no auditor can tell it
+/// from a real recovery, which this test shows side by side with Carol's own recovery. Only the
+/// owner's monitor, which knows which updates its device made, raises it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_by_the_provider_is_raised_only_by_the_owners_monitor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = common::start(dir).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let (alice, carol) = (Device::new(dir, "alice"), Device::new(dir, "carol"));
+    alice.register(&url, ALICE);
+    carol.register(&url, CAROL);
+    let (code, out, _) = alice.monitor(&url, ALICE);
+    assert_eq!((code, &out["status"]), (Some(0), &Value::from("ok")));
+
+    // Carol lost her keys and recovers with the provider; Alice's label is "recovered" by the
+    // provider to Mallory's key without her.
+    let carols = carol.ok(&url, &["key", "recover", CAROL, "--provider-token", TOKEN]);
+    let m = mallory();
+    let mut operator = client(&url, &key, dir.join("operator-state.json")).await;
+    operator.recover(ALICE, &m, Some(TOKEN)).await.unwrap();
+
+    // The looking-up client verifies both and sees the same shape: register, then recover.
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    for (id, new_key) in [
+        (ALICE, hex(m.public().public_bytes())),
+        (
+            CAROL,
+            carols["update"]["key"]["public"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        ),
+    ] {
+        let lookup = bob.lookup(id, None).await.unwrap();
+        assert_eq!(hex(lookup.key().unwrap().public_bytes()), new_key);
+        let history = bob.history(id).await.unwrap();
+        let ops: Vec<Op> = history.versions.iter().map(|v| v.update.op()).collect();
+        assert_eq!(ops, vec![Op::Register, Op::Recover], "{id}");
+        assert!(history.state.as_ref().unwrap().recovered);
+    }
+
+    // The auditor: every entry follows the rules.
+    audit_clean(&url, &key, &dir.join("audit")).await;
+
+    // The owners' monitors: Carol's recover is hers; Alice's is not, and is raised as a RECOVER.
+    let (code, out, _) = carol.monitor(&url, CAROL);
+    assert_eq!((code, &out["status"]), (Some(0), &Value::from("ok")));
+    let (code, out, stderr) = alice.monitor(&url, ALICE);
+    assert_eq!(code, Some(3));
+    assert_eq!(out["status"], "alert");
+    let alerts = out["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["version"], 2);
+    assert_eq!(alerts[0]["op"], "recover");
+    assert_eq!(alerts[0]["recover"], true);
+    assert_eq!(
+        alerts[0]["key"]["public"],
+        hex(m.public().public_bytes()).as_str()
+    );
+    assert!(
+        stderr.contains("ALERT: alice@example.com version 2 is a RECOVER"),
+        "{stderr}"
+    );
+    server.shutdown().await;
+}
+
+/// (b) A version hidden from a history: dropped (the count no longer matches the map's version)
+/// or replaced by its successor (the versions no longer count up). The looking-up client's
+/// history and the owner's monitor refuse it; the log is honest, so kt-audit cannot see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_hidden_from_history_is_refused_by_client_and_monitor() {
+    let s = Scene::new().await;
+    let mut bob = s.bob().await;
+    assert_eq!(bob.history(ALICE).await.unwrap().versions.len(), 3);
+    let before = trusted_note(&bob);
+
+    s.set(Lie::HideVersion(2));
+    let err = answer_error(bob.history(ALICE).await.unwrap_err());
+    assert_eq!(err, AnswerError::HistoryLength { want: 3, got: 2 });
+    let (code, out, _) = s.alice.monitor(&s.liar, ALICE);
+    assert_eq!(code, Some(3));
+    assert_eq!(out["kind"], "bad-answer");
+    assert!(
+        out["detail"]
+            .as_str()
+            .unwrap()
+            .contains("history holds 2 versions, but the map's value is version 3"),
+        "{out}"
+    );
+
+    s.set(Lie::HideVersionKeepCount(2));
+    let err = answer_error(bob.history(ALICE).await.unwrap_err());
+    assert_eq!(
+        err,
+        AnswerError::HistoryGap {
+            position: 1,
+            want: 2,
+            got: 3
+        }
+    );
+    let (code, out, _) = s.alice.monitor(&s.liar, ALICE);
+    assert_eq!(code, Some(3));
+    assert_eq!(out["kind"], "bad-answer");
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    // The auditor reads the log through the same proxy while it lies: nothing to see there.
+    audit_clean(&s.liar, &s.key, &s.dir.join("audit")).await;
+    s.server.shutdown().await;
+}
+
+/// (c) A stale map served by a proxy, after the client already trusts a newer checkpoint: the
+/// old epoch's whole answer is a rollback; the new checkpoint with the old epoch's proof does not
+/// lead to the new map root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_map_answer_is_refused_by_the_client() {
+    let s = Scene::new().await;
+    let mut bob = s.bob().await;
+    let latest = bob.lookup(ALICE, None).await.unwrap();
+    assert_eq!(latest.checkpoint.checkpoint().epoch, s.epochs[2]);
+    let before = trusted_note(&bob);
+
+    s.set(Lie::AnswerFrom(s.epochs[0]));
+    let v = violation(bob.lookup(ALICE, None).await.unwrap_err());
+    assert!(matches!(v, Violation::Rollback(_)), "got {v}");
+    assert_eq!(v.evidence().trusted_note, before);
+    let stale = v.evidence().new_note.clone();
+    assert_ne!(stale, before);
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    s.set(Lie::ProofFrom(s.epochs[0]));
+    let err = answer_error(bob.lookup(ALICE, None).await.unwrap_err());
+    assert_eq!(err, AnswerError::MapProof(MapProofError::RootMismatch));
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    s.set(Lie::Honest);
+    assert_eq!(
+        bob.lookup(ALICE, None)
+            .await
+            .unwrap()
+            .current
+            .unwrap()
+            .update
+            .version(),
+        3
+    );
+    s.server.shutdown().await;
+}
+
+/// (d) A lookup at epoch E answered for epoch E': with E''s checkpoint (refused: not the epoch
+/// asked), or with E's checkpoint and E''s map proof and entry (refused: not E's map root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_answered_for_another_epoch_is_refused_by_the_client() {
+    let s = Scene::new().await;
+    let mut bob = s.bob().await;
+    bob.lookup(ALICE, None).await.unwrap();
+    let at_v2 = bob.lookup(ALICE, Some(s.epochs[1])).await.unwrap();
+    assert_eq!(at_v2.current.unwrap().update.version(), 2);
+    let before = trusted_note(&bob);
+
+    s.set(Lie::AnswerFrom(s.epochs[0]));
+    match bob.lookup(ALICE, Some(s.epochs[1])).await.unwrap_err() {
+        ClientError::Unexpected(why) => assert_eq!(
+            why,
+            format!(
+                "asked for a lookup at epoch {}, got the checkpoint of epoch {}",
+                s.epochs[1], s.epochs[0]
+            )
+        ),
+        other => panic!("expected a refusal of the other epoch, got {other}"),
+    }
+
+    s.set(Lie::ProofFrom(s.epochs[0]));
+    let err = answer_error(bob.lookup(ALICE, Some(s.epochs[1])).await.unwrap_err());
+    assert_eq!(err, AnswerError::MapProof(MapProofError::RootMismatch));
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+    s.server.shutdown().await;
+}
+
+/// (c') A stale map the operator signs into its checkpoints: Alice's rotation is put in the log,
+/// but the map keeps naming her old key (the checkpoint repeats the previous map root). Every
+/// answer verifies against such checkpoints, so the looking-up client is fooled, and so is the
+/// owner's monitor: it raises versions its device did not make, and here there is none, since
+/// the hidden rotation is not in the history the map leads to. Only kt-audit, which recomputes the
+/// map from the log, catches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_map_in_signed_checkpoints_is_caught_only_by_the_auditor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = common::start(dir).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let alice = Device::new(dir, "alice");
+    alice.register(&url, ALICE);
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let v1 = bob.lookup(ALICE, None).await.unwrap();
+    let old_key = v1.key().cloned().unwrap();
+    let stale_root = v1.checkpoint.checkpoint().map_root;
+
+    // Alice's device prepares a rotation as `kt key rotate` does: new key and made-set saved
+    // before sending.
+    let rotation = {
+        let mut keys = KeyFile::open(&alice.keys).unwrap();
+        let mut device = client(&url, &key, alice.state.clone()).await;
+        let old = keys.signer_for(ALICE, &old_key).unwrap();
+        let new = DeviceKey::generate(Algorithm::Ed25519).unwrap();
+        let prepared = device
+            .prepare_rotate(ALICE, &old, &new.signer().unwrap())
+            .await
+            .unwrap();
+        keys.add_key(ALICE, new);
+        keys.record_made(ALICE, prepared.leaf_hash(), Op::Rotate, 2);
+        keys.save().unwrap();
+        prepared.update().clone()
+    };
+    // The operator logs it, but keeps it out of the map.
+    server.shutdown().await;
+    let index = forge(&dir.join("db"), vec![rotation.encode()], Forgery::StaleMap)[0];
+    let server = common::start(dir).await;
+    let url = common::grpc_url(&server);
+
+    // The looking-up client: a verified answer under the newer checkpoint, with the old key.
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let lookup = bob.lookup(ALICE, None).await.unwrap();
+    let cp = lookup.checkpoint.checkpoint().clone();
+    assert!(cp.size > index, "the checkpoint's log holds the rotation");
+    assert_eq!(cp.map_root, stale_root);
+    assert_eq!(lookup.key(), Some(&old_key));
+    assert_eq!(bob.history(ALICE).await.unwrap().versions.len(), 1);
+
+    // The owner's monitor sees only the version it made, and passes.
+    let (code, out, _) = alice.monitor(&url, ALICE);
+    assert_eq!(code, Some(0));
+    assert_eq!(out["status"], "ok");
+    assert_eq!(out["versions"], 1);
+
+    // kt-audit: the epoch's entries do not give its map root.
+    let finding = audit_finding(&url, &key, &dir.join("audit")).await;
+    assert_eq!(finding.kind, "map-root-mismatch");
+    assert_eq!(finding.epoch, cp.epoch);
+    let replay = finding.replay.as_ref().unwrap();
+    assert_eq!(replay.rule, "map-root");
+    assert_eq!(
+        replay.signed_map_root.as_deref(),
+        Some(hex(&stale_root).as_str())
+    );
+    let label = Label::from_identifier(ALICE).unwrap();
+    let change = replay
+        .changed
+        .iter()
+        .find(|c| c.label == hex(label.as_bytes()))
+        .expect("the evidence names Alice's label");
+    assert_eq!((change.version, change.index), (2, index));
+    assert_eq!(change.entry_hash, hex(&rotation.leaf_hash()));
+    server.shutdown().await;
+}
+
+/// (e) Two users shown different keys for Alice at the same epoch: the operator copies the data
+/// directory and grows the copies apart under the same signing key. Alice rotates on view A; on
+/// view B the provider "recovers" her to Mallory's key. Bob (view A) and Carol (view B) each get
+/// verified lookups, and an auditor of either view alone finds nothing wrong. The lie is exposed
+/// as soon as anyone who saw one view meets the other: two signed checkpoints for one epoch.
+/// Clients that never meet are protected only by witnesses (a later issue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_views_of_the_directory_are_a_fork_once_they_meet() {
+    let tmp_a = tempfile::tempdir().unwrap();
+    let tmp_b = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tmp_a.path(), tmp_b.path());
+    let server = common::start(dir_a).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let alice = Device::new(dir_a, "alice");
+    alice.register(&url, ALICE);
+    let (bob_state, carol_state) = (dir_a.join("bob-state.json"), dir_a.join("carol-state.json"));
+    let split = {
+        let mut bob = client(&url, &key, bob_state.clone()).await;
+        let mut carol = client(&url, &key, carol_state.clone()).await;
+        let b = bob.lookup(ALICE, None).await.unwrap();
+        let c = carol.lookup(ALICE, None).await.unwrap();
+        assert_eq!(b.checkpoint.note(), c.checkpoint.note());
+        b.checkpoint.checkpoint().epoch
+    };
+    server.shutdown().await;
+    copy_dir(&dir_a.join("db"), &dir_b.join("db"));
+    let server_a = common::start(dir_a).await;
+    let server_b = common::start(dir_b).await;
+    let (url_a, url_b) = (common::grpc_url(&server_a), common::grpc_url(&server_b));
+
+    // View A: Alice's own rotation. View B: a provider recover to Mallory's key.
+    let rotated = alice.ok(&url_a, &["key", "rotate", ALICE]);
+    let m = mallory();
+    let mut operator = client(&url_b, &key, dir_b.join("operator-state.json")).await;
+    operator.recover(ALICE, &m, Some(TOKEN)).await.unwrap();
+
+    let mut bob = client(&url_a, &key, bob_state.clone()).await;
+    let mut carol = client(&url_b, &key, carol_state.clone()).await;
+    let seen_by_bob = bob.lookup(ALICE, None).await.unwrap();
+    let seen_by_carol = carol.lookup(ALICE, None).await.unwrap();
+    let (a, b) = (
+        seen_by_bob.checkpoint.checkpoint(),
+        seen_by_carol.checkpoint.checkpoint(),
+    );
+    assert_eq!(a.epoch, split + 1);
+    assert_eq!(b.epoch, split + 1, "one epoch, two checkpoints");
+    assert_ne!(a, b);
+    assert_eq!(
+        hex(seen_by_bob.key().unwrap().public_bytes()),
+        rotated["update"]["key"]["public"].as_str().unwrap()
+    );
+    assert_eq!(seen_by_carol.key(), Some(&m.public()));
+
+    // Each view alone passes an audit: every entry of each follows the rules.
+    let audit_a = dir_a.join("audit");
+    audit_clean(&url_a, &key, &audit_a).await;
+    audit_clean(&url_b, &key, &dir_b.join("audit")).await;
+    // The owner, talking only to view A, sees only her own rotation.
+    let (code, out, _) = alice.monitor(&url_a, ALICE);
+    assert_eq!((code, &out["status"]), (Some(0), &Value::from("ok")));
+
+    // Bob meets view B: two signed checkpoints for one epoch, refused with the evidence.
+    let bob_before = std::fs::read(&bob_state).unwrap();
+    let mut bob_on_b = client(&url_b, &key, bob_state.clone()).await;
+    let v = violation(bob_on_b.lookup(ALICE, None).await.unwrap_err());
+    assert!(matches!(v, Violation::Fork(_)), "got {v}");
+    let evidence = v.evidence();
+    assert_eq!(evidence.kind, "fork");
+    assert_eq!(evidence.trusted_note, seen_by_bob.checkpoint.note());
+    assert_eq!(evidence.new_note, seen_by_carol.checkpoint.note());
+    assert_eq!(
+        std::fs::read(&bob_state).unwrap(),
+        bob_before,
+        "state unchanged"
+    );
+    // The evidence is conclusive for anyone with the log's key: both notes verify, one epoch,
+    // different bodies.
+    let verifier = NoteVerifier::parse(&key).unwrap();
+    let open = |note: &str| {
+        SignedCheckpoint::open(note.as_bytes(), common::ORIGIN, &verifier)
+            .unwrap()
+            .checkpoint()
+            .clone()
+    };
+    let (t, n) = (open(&evidence.trusted_note), open(&evidence.new_note));
+    assert_eq!(t.epoch, n.epoch);
+    assert_ne!(t.body(), n.body());
+
+    // Carol meets view A: the same.
+    let mut carol_on_a = client(&url_a, &key, carol_state).await;
+    let v = violation(carol_on_a.lookup(ALICE, None).await.unwrap_err());
+    assert!(matches!(v, Violation::Fork(_)), "got {v}");
+
+    // Alice's monitor, pointed at view B, refuses it the same way (exit 3, fork evidence).
+    let (code, out, _) = alice.monitor(&url_b, ALICE);
+    assert_eq!(code, Some(3));
+    assert_eq!(out["kind"], "fork");
+
+    // kt-audit with the state it kept from view A, run against view B: a fork.
+    let finding = audit_finding(&url_b, &key, &audit_a).await;
+    assert_eq!(finding.kind, "fork");
+    assert_eq!(finding.epoch, split + 1);
+    assert_eq!(
+        finding.checkpoints,
+        vec![
+            seen_by_bob.checkpoint.note().to_owned(),
+            seen_by_carol.checkpoint.note().to_owned()
+        ]
+    );
+
+    server_a.shutdown().await;
+    server_b.shutdown().await;
+}
+
+/// The control for the proxy tests: with no lie, every answer through the proxy verifies and the
+/// owner's monitor passes, so what the other tests see refused is the lie and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_proxy_passes_everything() {
+    let s = Scene::new().await;
+    let mut bob = s.bob().await;
+    let history = bob.history(ALICE).await.unwrap();
+    assert_eq!(history.versions.len(), 3);
+    assert_eq!(
+        history.state.as_ref().unwrap().leaf_hash,
+        history.versions[2].leaf_hash
+    );
+    for (v, epoch) in s.epochs.iter().enumerate() {
+        let at = bob.lookup(ALICE, Some(*epoch)).await.unwrap();
+        assert_eq!(at.current.unwrap().update.version(), v as u64 + 1);
+    }
+    let (code, out, _) = s.alice.monitor(&s.liar, ALICE);
+    assert_eq!((code, &out["status"]), (Some(0), &Value::from("ok")));
+    s.server.shutdown().await;
+}
