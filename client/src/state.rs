@@ -93,7 +93,19 @@ impl TrustedStateFile {
     }
 
     /// Replaces the trusted checkpoint, durably. Callers verify the step first.
+    ///
+    /// Several `kt` processes may share the file (a following `kt monitor` next to other
+    /// commands). There is no lock, but the file never moves back: if another process has
+    /// meanwhile stored a later epoch, that one stays on disk (this process keeps `checkpoint` in
+    /// memory; both were verified, and the next process to load the file checks the server
+    /// against the later one).
     pub fn store(&mut self, checkpoint: &SignedCheckpoint) -> Result<(), StateError> {
+        if let Some(stored) = self.stored_epoch() {
+            if stored > checkpoint.checkpoint().epoch {
+                self.checkpoint = Some(checkpoint.clone());
+                return Ok(());
+            }
+        }
         let disk = OnDisk {
             version: 1,
             log_key: self.log_key.clone(),
@@ -106,6 +118,15 @@ impl TrustedStateFile {
         })?;
         self.checkpoint = Some(checkpoint.clone());
         Ok(())
+    }
+
+    /// The epoch of the checkpoint on disk now, if the file holds a valid one for this log.
+    fn stored_epoch(&self) -> Option<u64> {
+        let verifier = NoteVerifier::parse(&self.log_key).ok()?;
+        TrustedStateFile::open(self.path.clone(), &verifier)
+            .ok()?
+            .checkpoint
+            .map(|c| c.checkpoint().epoch)
     }
 }
 
@@ -124,6 +145,9 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()
 #[cfg_attr(not(unix), allow(unused_variables))]
 fn write_atomically_with(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
     let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = parent {
         let mut builder = std::fs::DirBuilder::new();
@@ -135,26 +159,102 @@ fn write_atomically_with(path: &Path, bytes: &[u8], private: bool) -> std::io::R
         }
         builder.create(dir)?;
     }
-    let tmp = path.with_extension("tmp");
+    // A temporary name of this process and call alone: two processes writing the same file must
+    // not write (or rename away) each other's temporary file. `create_new` makes a fresh file,
+    // so a private file is born with mode 0600 (a mode applies only to a file being created).
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = path.with_file_name(tmp_name);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::OpenOptionsExt;
-        // A mode applies only to a file being created: a leftover temporary file (a crash
-        // mid-write) could have any mode, so it goes first.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        options.create_new(true).mode(0o600);
+        options.mode(0o600);
     }
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     if let Some(dir) = parent {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kt_core::checkpoint::Checkpoint;
+    use kt_core::note::{KeyName, NoteSigner};
+
+    fn signed(signer: &NoteSigner, epoch: u64) -> SignedCheckpoint {
+        let mut cp = Checkpoint::genesis(signer.name().as_str(), 1_000 + epoch);
+        cp.epoch = epoch;
+        SignedCheckpoint::sign(cp, signer).unwrap()
+    }
+
+    #[test]
+    fn the_stored_checkpoint_never_moves_back_across_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let signer = NoteSigner::from_seed(KeyName::new("example.com/log").unwrap(), [1; 32]);
+        let verifier = signer.verifier();
+        // Two handles on one file, as two `kt` processes would hold.
+        let mut a = TrustedStateFile::open(path.clone(), &verifier).unwrap();
+        let mut b = TrustedStateFile::open(path.clone(), &verifier).unwrap();
+        a.store(&signed(&signer, 1)).unwrap();
+        b.store(&signed(&signer, 5)).unwrap();
+        a.store(&signed(&signer, 3)).unwrap();
+        assert_eq!(a.checkpoint().unwrap().checkpoint().epoch, 3, "in memory");
+        let on_disk = TrustedStateFile::open(path.clone(), &verifier).unwrap();
+        assert_eq!(on_disk.checkpoint().unwrap().checkpoint().epoch, 5);
+        a.store(&signed(&signer, 6)).unwrap();
+        let on_disk = TrustedStateFile::open(path, &verifier).unwrap();
+        assert_eq!(on_disk.checkpoint().unwrap().checkpoint().epoch, 6);
+    }
+
+    #[test]
+    fn concurrent_atomic_writes_neither_fail_nor_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.json");
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write_atomically(&path, &[t; 4096]).unwrap();
+                        write_private_atomically(&path, &[t; 4096]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let content = std::fs::read(&path).unwrap();
+        assert_eq!(content.len(), 4096);
+        assert!(
+            content.iter().all(|&b| b == content[0]),
+            "one writer's bytes"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file is left behind"
+        );
+    }
 }

@@ -529,6 +529,9 @@ pub(crate) async fn monitor(
     while let Some(checkpoint) = stream.next().await {
         client.follow(checkpoint?).await?;
         let history = client.history(identifier).await?;
+        // Read again: this device may have made an update since (`kt key rotate` records it
+        // before sending, so it is in the file before it can be in a checkpoint).
+        let made = open_keys(cli)?.made_set(identifier);
         let alerted = foreign_versions(&history.versions, &made);
         if !alerted.is_empty() {
             check_history(cli, &history, &made);
