@@ -6,6 +6,7 @@
 //! trust explicitly. The byte-level description is in `docs/protocol.md`.
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod directory;
 pub mod entry;
 pub mod hash;
@@ -14,3 +15,4 @@ pub mod merkle;
 pub mod note;
 pub mod tiles;
 pub mod trust;
+pub mod vrf;

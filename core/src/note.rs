@@ -32,7 +32,7 @@ pub const MAX_SIGNATURES: usize = 100;
 pub const ALG_ED25519: u8 = 0x01;
 
 /// Prefix of every signature line: em dash (U+2014) and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// Shortest decoded signature: a 4-byte key id and at least one signature byte.
 const MIN_SIG_LEN: usize = 5;
 const ED25519_SIG_LEN: usize = 64;
@@ -314,7 +314,7 @@ impl<'de> Deserialize<'de> for NoteVerifier {
 }
 
 /// Checks a note text: non-empty, ends in a newline, no control characters but newline.
-fn check_text(text: &str) -> Result<(), NoteError> {
+pub(crate) fn check_text(text: &str) -> Result<(), NoteError> {
     if !text.ends_with('\n') {
         return Err(NoteError::MissingNewline);
     }

@@ -30,6 +30,19 @@ impl Label {
         Ok(Label(h.finalize().into()))
     }
 
+    /// The label for an RFC 9381 VRF output (planned, not used yet; protocol.md §12): the first
+    /// 32 bytes of `beta`.
+    ///
+    /// `beta` is already a domain-separated SHA-512 output (`SHA-512(0x03 || 0x03 || 8·Gamma ||
+    /// 0x00)`, [`crate::vrf`]), so its first half is as uniform as any hash of it would be and a
+    /// second hash would add nothing. A VRF label and a hashed label never need to be told
+    /// apart: a log uses one derivation for all its labels.
+    pub fn from_vrf_output(beta: &[u8; 64]) -> Label {
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&beta[..32]);
+        Label(bytes)
+    }
+
     /// Wraps label bytes read from an entry or a proof.
     pub const fn from_bytes(bytes: [u8; 32]) -> Label {
         Label(bytes)

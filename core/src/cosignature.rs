@@ -1,0 +1,391 @@
+//! Witness cosignatures: c2sp.org/tlog-cosignature, `cosignature/v1` (Ed25519).
+//!
+//! A cosignature is one more signature line on a checkpoint note, made by a witness that checked
+//! the checkpoint is consistent with every other it has seen from the log. Its line is a
+//! [signed-note](crate::note) signature line,
+//!
+//! ```text
+//! — <cosigner name> base64(key id (4) || timestamp (8, big-endian u64) || Ed25519 signature (64))
+//! ```
+//!
+//! where
+//!
+//! - `key id = SHA-256(name || 0x0A || 0x04 || 32-byte public key)[:4]` (type `0x04`, where a
+//!   note key has `0x01`: the same Ed25519 key gets another id, so a cosignature is never taken
+//!   for a note signature or the reverse);
+//! - the signed message is `"cosignature/v1\ntime <timestamp>\n"` followed by the whole
+//!   checkpoint note text (its body, final newline included, no signature lines); the timestamp
+//!   is POSIX seconds, decimal without leading zeros, at most `2^63 - 1`;
+//! - the verifier key string is `<name>+<hex8 key id>+base64(0x04 || public key)`.
+//!
+//! Every line of the checkpoint is signed, KeyTrail's extension lines included; the C2SP
+//! semantics are a statement about the first three (origin, size, root) only.
+//!
+//! Verification is `verify_strict` as for notes. Verifier key strings of type `0x01` are
+//! refused, unlike Go's `NewVerifierForCosignatureV1`: a witness is configured with its `0x04`
+//! key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::hash::sha256;
+use crate::note::{check_text, KeyName, Note, NoteError, NoteSignature, MAX_NOTE_SIZE, SIG_PREFIX};
+
+/// Signature type identifier of Ed25519 `cosignature/v1` keys.
+pub const ALG_COSIGNATURE_V1: u8 = 0x04;
+/// Largest timestamp a cosignature may carry: `2^63 - 1` seconds.
+pub const MAX_TIMESTAMP: u64 = i64::MAX as u64;
+/// First line of every signed message.
+const HEADER: &str = "cosignature/v1\n";
+/// Decoded length of a cosignature: key id, timestamp, Ed25519 signature.
+const COSIGNATURE_LEN: usize = 4 + 8 + 64;
+
+/// Errors from keys, cosigning, parsing and verifying cosignatures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CosignatureError {
+    /// A key name or verifier key string that does not parse (the signed-note rules).
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    #[error("checkpoint text is not a note text of at least three lines without blank lines")]
+    InvalidCheckpointText,
+    #[error("cosignature timestamp {0} is larger than 2^63 - 1")]
+    TimestampTooLarge(u64),
+    #[error("cosignature line does not start with an em dash and a space")]
+    MissingEmDash,
+    #[error("cosignature line is not `name signature`")]
+    MalformedLine,
+    #[error("cosignature is not valid base64")]
+    BadBase64,
+    #[error("cosignature is {0} bytes, want {COSIGNATURE_LEN}")]
+    WrongLength(usize),
+    #[error("cosignature is from {name}+{id:08x}, not from this cosigner")]
+    WrongKey { name: String, id: u32 },
+    #[error("invalid cosignature from {name}+{id:08x}")]
+    InvalidSignature { name: String, id: u32 },
+    #[error("no cosignature from {name}+{id:08x}")]
+    Missing { name: String, id: u32 },
+    #[error("two cosignatures from {name}+{id:08x}")]
+    Duplicate { name: String, id: u32 },
+}
+
+/// `SHA-256(name || 0x0A || 0x04 || public key)[:4]` as a big-endian `u32`.
+pub fn key_id(name: &KeyName, public_key: &VerifyingKey) -> u32 {
+    let mut data = Vec::with_capacity(name.as_str().len() + 2 + 32);
+    data.extend_from_slice(name.as_str().as_bytes());
+    data.push(b'\n');
+    data.push(ALG_COSIGNATURE_V1);
+    data.extend_from_slice(public_key.as_bytes());
+    let h = sha256(&data);
+    u32::from_be_bytes([h[0], h[1], h[2], h[3]])
+}
+
+/// A checkpoint text a cosigner will sign: a note text (ends in a newline, no control
+/// characters but newline, at most [`MAX_NOTE_SIZE`]) of at least three lines, none empty.
+fn check_checkpoint_text(text: &str) -> Result<(), CosignatureError> {
+    let ok = text.len() <= MAX_NOTE_SIZE
+        && check_text(text).is_ok()
+        && !text.starts_with('\n')
+        && !text.contains("\n\n")
+        && text.matches('\n').count() >= 3;
+    ok.then_some(())
+        .ok_or(CosignatureError::InvalidCheckpointText)
+}
+
+/// The signed message: `cosignature/v1\ntime <timestamp>\n` then the checkpoint text.
+fn signed_message(checkpoint_text: &str, timestamp: u64) -> Vec<u8> {
+    format!("{HEADER}time {timestamp}\n{checkpoint_text}").into_bytes()
+}
+
+/// A witness's cosigning key with its name. `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct Cosigner {
+    name: KeyName,
+    id: u32,
+    key: SigningKey,
+}
+
+impl Cosigner {
+    pub fn from_seed(name: KeyName, seed: [u8; 32]) -> Self {
+        let key = SigningKey::from_bytes(&seed);
+        let id = key_id(&name, &key.verifying_key());
+        Self { name, id, key }
+    }
+
+    pub fn name(&self) -> &KeyName {
+        &self.name
+    }
+
+    pub fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn verifier(&self) -> CosignatureVerifier {
+        CosignatureVerifier {
+            name: self.name.clone(),
+            id: self.id,
+            key: self.key.verifying_key(),
+        }
+    }
+
+    /// Cosigns a checkpoint note text (the body, without signature lines) at `timestamp`
+    /// (POSIX seconds). The caller must have checked the checkpoint first: this only signs.
+    pub fn cosign(
+        &self,
+        checkpoint_text: &str,
+        timestamp: u64,
+    ) -> Result<Cosignature, CosignatureError> {
+        check_checkpoint_text(checkpoint_text)?;
+        if timestamp > MAX_TIMESTAMP {
+            return Err(CosignatureError::TimestampTooLarge(timestamp));
+        }
+        let signature = self
+            .key
+            .sign(&signed_message(checkpoint_text, timestamp))
+            .to_bytes();
+        Ok(Cosignature {
+            name: self.name.clone(),
+            id: self.id,
+            timestamp,
+            signature,
+        })
+    }
+}
+
+impl fmt::Debug for Cosigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cosigner")
+            .field("name", &self.name.as_str())
+            .field("id", &format_args!("{:08x}", self.id))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A witness's public key. `Display`/`FromStr` and serde use the verifier key string
+/// `<name>+<hex8 key id>+base64(0x04 || public key)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CosignatureVerifier {
+    name: KeyName,
+    id: u32,
+    key: VerifyingKey,
+}
+
+impl CosignatureVerifier {
+    pub fn new(name: KeyName, key: VerifyingKey) -> Self {
+        let id = key_id(&name, &key);
+        Self { name, id, key }
+    }
+
+    /// Parses `<name>+<hex8 key id>+base64(0x04 || public key)`, checking the key id.
+    pub fn parse(s: &str) -> Result<Self, CosignatureError> {
+        let mut parts = s.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(NoteError::MalformedKey.into());
+        };
+        let name = KeyName::new(name)?;
+        // Canonical form only, as for note keys: exactly eight lowercase hex digits.
+        if id_hex.len() != 8
+            || !id_hex
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(NoteError::MalformedKey.into());
+        }
+        let id = u32::from_str_radix(id_hex, 16).map_err(|_| NoteError::MalformedKey)?;
+        let raw = BASE64
+            .decode(key_b64)
+            .map_err(|_| NoteError::MalformedKey)?;
+        let key: [u8; 32] = match raw.split_first() {
+            Some((&ALG_COSIGNATURE_V1, rest)) => {
+                rest.try_into().map_err(|_| NoteError::MalformedKey)?
+            }
+            Some((&alg, _)) => return Err(NoteError::UnsupportedAlgorithm(alg).into()),
+            None => return Err(NoteError::MalformedKey.into()),
+        };
+        let key = VerifyingKey::from_bytes(&key).map_err(|_| NoteError::InvalidPublicKey)?;
+        let verifier = Self::new(name, key);
+        if verifier.id != id {
+            return Err(NoteError::KeyIdMismatch {
+                expected: verifier.id,
+                found: id,
+            }
+            .into());
+        }
+        Ok(verifier)
+    }
+
+    pub fn name(&self) -> &KeyName {
+        &self.name
+    }
+
+    pub fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
+    /// Checks that `cosignature` is this cosigner's, over `checkpoint_text` (the note body,
+    /// without signature lines) at the timestamp it carries.
+    pub fn verify(
+        &self,
+        checkpoint_text: &str,
+        cosignature: &Cosignature,
+    ) -> Result<(), CosignatureError> {
+        if cosignature.name != self.name || cosignature.id != self.id {
+            return Err(CosignatureError::WrongKey {
+                name: cosignature.name.as_str().to_owned(),
+                id: cosignature.id,
+            });
+        }
+        check_checkpoint_text(checkpoint_text)?;
+        let msg = signed_message(checkpoint_text, cosignature.timestamp);
+        self.key
+            .verify_strict(&msg, &Signature::from_bytes(&cosignature.signature))
+            .map_err(|_| CosignatureError::InvalidSignature {
+                name: self.name.as_str().to_owned(),
+                id: self.id,
+            })
+    }
+
+    /// Finds this cosigner's line among a parsed note's signatures and verifies it against the
+    /// note's text. Exactly one line must carry this name and key id.
+    pub fn verify_note(&self, note: &Note) -> Result<Cosignature, CosignatureError> {
+        let mine: Vec<&NoteSignature> = note
+            .signatures()
+            .iter()
+            .filter(|s| *s.name() == self.name && s.key_id() == self.id)
+            .collect();
+        let (name, id) = (self.name.as_str().to_owned(), self.id);
+        let sig = match mine.as_slice() {
+            [sig] => *sig,
+            [] => return Err(CosignatureError::Missing { name, id }),
+            _ => return Err(CosignatureError::Duplicate { name, id }),
+        };
+        let cosignature = Cosignature::from_note_signature(sig)?;
+        self.verify(note.text(), &cosignature)?;
+        Ok(cosignature)
+    }
+}
+
+impl fmt::Display for CosignatureVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut raw = Vec::with_capacity(33);
+        raw.push(ALG_COSIGNATURE_V1);
+        raw.extend_from_slice(self.key.as_bytes());
+        write!(f, "{}+{:08x}+{}", self.name, self.id, BASE64.encode(raw))
+    }
+}
+
+impl fmt::Debug for CosignatureVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CosignatureVerifier({self})")
+    }
+}
+
+impl FromStr for CosignatureVerifier {
+    type Err = CosignatureError;
+    fn from_str(s: &str) -> Result<Self, CosignatureError> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for CosignatureVerifier {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CosignatureVerifier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One cosignature, well-formed but not verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cosignature {
+    name: KeyName,
+    id: u32,
+    timestamp: u64,
+    signature: [u8; 64],
+}
+
+impl Cosignature {
+    /// Parses a signature line `— <name> <base64>`, without its final newline.
+    ///
+    /// The decoded signature must be exactly 76 bytes and the timestamp at most `2^63 - 1`.
+    pub fn parse_line(line: &str) -> Result<Self, CosignatureError> {
+        let rest = line
+            .strip_prefix(SIG_PREFIX)
+            .ok_or(CosignatureError::MissingEmDash)?;
+        let (name, b64) = rest
+            .split_once(' ')
+            .ok_or(CosignatureError::MalformedLine)?;
+        let name = KeyName::new(name)?;
+        let raw = BASE64
+            .decode(b64)
+            .map_err(|_| CosignatureError::BadBase64)?;
+        if raw.len() != COSIGNATURE_LEN {
+            return Err(CosignatureError::WrongLength(raw.len()));
+        }
+        let id = u32::from_be_bytes(raw[..4].try_into().expect("4 bytes"));
+        Self::from_parts(name, id, &raw[4..])
+    }
+
+    /// The cosignature in a signature line that [`Note::parse`] already split out.
+    pub fn from_note_signature(sig: &NoteSignature) -> Result<Self, CosignatureError> {
+        let raw = sig.signature();
+        if raw.len() + 4 != COSIGNATURE_LEN {
+            return Err(CosignatureError::WrongLength(raw.len() + 4));
+        }
+        Self::from_parts(sig.name().clone(), sig.key_id(), raw)
+    }
+
+    /// `rest` is the 72 bytes after the key id.
+    fn from_parts(name: KeyName, id: u32, rest: &[u8]) -> Result<Self, CosignatureError> {
+        let timestamp = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+        if timestamp > MAX_TIMESTAMP {
+            return Err(CosignatureError::TimestampTooLarge(timestamp));
+        }
+        Ok(Self {
+            name,
+            id,
+            timestamp,
+            signature: rest[8..].try_into().expect("64 bytes"),
+        })
+    }
+
+    /// The signature line, without a final newline: append it and `\n` to a checkpoint note.
+    pub fn to_line(&self) -> String {
+        let mut raw = Vec::with_capacity(COSIGNATURE_LEN);
+        raw.extend_from_slice(&self.id.to_be_bytes());
+        raw.extend_from_slice(&self.timestamp.to_be_bytes());
+        raw.extend_from_slice(&self.signature);
+        format!("{SIG_PREFIX}{} {}", self.name, BASE64.encode(raw))
+    }
+
+    pub fn name(&self) -> &KeyName {
+        &self.name
+    }
+
+    pub fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    /// When the witness cosigned, in POSIX seconds (as the witness claims it).
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+}
