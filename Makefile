@@ -34,6 +34,12 @@ run: build
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json checkpoint"
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json prove 0"
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json verify"
+	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key new alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key register alice@example.org --provider-token \$$(cat data/provider.token)"
+	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key rotate alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json lookup alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json history alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json monitor alice@example.org --once"
 	@echo "  $(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/audit --tiles-url $(HTTP) --once"
 	@echo "  curl -s $(HTTP)/checkpoint"
 	@echo
@@ -48,10 +54,24 @@ demo: build
 	$(BIN)/kt --server $(GRPC) --log-key data/log.pub --state $(DEMO_STATE)/kt.json checkpoint
 	$(BIN)/kt --server $(GRPC) --log-key data/log.pub --state $(DEMO_STATE)/kt.json prove 0
 	$(BIN)/kt --server $(GRPC) --log-key data/log.pub --state $(DEMO_STATE)/kt.json verify
+	@# A user's key: a device key, registered by the provider, rotated by the user, looked up,
+	@# its history, and the owner's monitor (a fresh identity per run, so the demo can repeat).
+	@id="demo-$$(date +%s)@example.org"; \
+	kt="$(BIN)/kt --server $(GRPC) --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json"; \
+	set -ex; \
+	$$kt key new $$id; \
+	$$kt key register $$id --provider-token "$$(cat data/provider.token)"; \
+	$$kt key rotate $$id --alg secp256k1; \
+	$$kt lookup $$id; \
+	$$kt history $$id; \
+	$$kt monitor $$id --once; \
+	$$kt message send $$id -n demo/chat "signed by $$id's current key"; \
+	$$kt message read $$id; \
+	$$kt lookup nobody@example.org
 	$(BIN)/kt-audit --server $(GRPC) --log-key data/log.pub --state-dir $(DEMO_STATE)/audit --tiles-url $(HTTP) --once
 
 ## test: the whole suite (unit, vectors, property, end-to-end over loopback with RocksDB).
-test: deps
+test: build
 	$(CARGO) test $(CARGO_SET)
 
 ## lint: formatting and clippy, as required on every commit.
