@@ -40,6 +40,7 @@ use kt_proto::v1::{
 use tonic::transport::Channel;
 
 use crate::api::MAX_MESSAGE;
+use crate::keys::{Confirmed, MadeUpdate};
 use crate::{BadAnswer, ClientError, LogClient, Pending, Refresh, Seen};
 
 /// Default number of messages per read, as the server applies it to `limit = 0`.
@@ -172,6 +173,77 @@ pub fn foreign_versions(versions: &[VerifiedUpdate], made: &HashSet<Hash>) -> Ve
             leaf_hash: v.leaf_hash,
             key: v.update.key().cloned(),
             time_ms: v.update.time_ms(),
+        })
+        .collect()
+}
+
+/// What a verified history holds where a confirmed update of this device should be (see
+/// [`RolledBack`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub op: Op,
+    pub index: u64,
+    pub leaf_hash: Hash,
+}
+
+/// An update this device made and saw confirmed by a verified receipt, which a verified history
+/// proven under the receipt's epoch or a later one does not hold (see [`missing_confirmed`]).
+///
+/// The map named the update when the receipt was made, and a label's versions only ever grow, so
+/// no honest directory can lose it: whoever signs the checkpoints served a map that rolled the
+/// label back (or a history whose version replaces it), and every client of that map is shown
+/// the label as it was before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledBack {
+    pub version: u64,
+    pub op: Op,
+    pub leaf_hash: Hash,
+    /// Where the receipt proved it.
+    pub confirmed: Confirmed,
+    /// The history's version `version` instead, if it has one (`None`: the history ends before).
+    pub instead: Option<Replacement>,
+    /// How many versions the history holds.
+    pub history_versions: u64,
+}
+
+/// The monitor's second question: which updates this device made and saw confirmed (by a receipt
+/// that verified, in an epoch no later than `epoch`, the epoch of the history's checkpoint) are
+/// not in the verified history `versions` at their version with their leaf hash. Every such
+/// update is an alert.
+///
+/// Updates without a verified receipt are not required: one whose answer never came may never
+/// have landed, and is no alarm. Updates confirmed after `epoch` are not required either: a
+/// history under an older checkpoint (say, fetched just before this device's own rotation landed)
+/// cannot hold them yet; the next history will.
+pub fn missing_confirmed(
+    versions: &[VerifiedUpdate],
+    made: &[MadeUpdate],
+    epoch: u64,
+) -> Vec<RolledBack> {
+    made.iter()
+        .filter_map(|m| {
+            let confirmed = m.confirmed.filter(|c| c.epoch <= epoch)?;
+            // `verify_history` checked that version k sits at position k - 1.
+            let at = usize::try_from(m.version)
+                .ok()
+                .and_then(|v| v.checked_sub(1))
+                .and_then(|i| versions.get(i))
+                .filter(|v| v.update.version() == m.version);
+            if at.is_some_and(|v| v.leaf_hash == m.leaf_hash) {
+                return None;
+            }
+            Some(RolledBack {
+                version: m.version,
+                op: m.op,
+                leaf_hash: m.leaf_hash,
+                confirmed,
+                instead: at.map(|v| Replacement {
+                    op: v.update.op(),
+                    index: v.index,
+                    leaf_hash: v.leaf_hash,
+                }),
+                history_versions: versions.len() as u64,
+            })
         })
         .collect()
 }
@@ -768,6 +840,102 @@ mod tests {
         let all: HashSet<Hash> = (1..=4).map(|b| leaf_hash(&[b])).collect();
         assert!(foreign_versions(&history, &all).is_empty());
         assert_eq!(foreign_versions(&history, &HashSet::new()).len(), 4);
+    }
+
+    fn made(history: &[VerifiedUpdate], confirmed_epoch: Option<u64>) -> Vec<MadeUpdate> {
+        history
+            .iter()
+            .map(|v| MadeUpdate {
+                leaf_hash: v.leaf_hash,
+                op: v.update.op(),
+                version: v.update.version(),
+                confirmed: confirmed_epoch.map(|epoch| Confirmed {
+                    epoch,
+                    index: v.index,
+                }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn confirmed_updates_present_in_the_history_raise_nothing() {
+        let history = vec![version(1, Op::Register, 1), version(2, Op::Rotate, 2)];
+        let mine = made(&history, Some(5));
+        assert!(missing_confirmed(&history, &mine, 5).is_empty());
+        assert!(missing_confirmed(&history, &mine, 9).is_empty());
+        // Later versions by others are `foreign_versions`' business, not this one's.
+        let longer = [history.clone(), vec![version(3, Op::Recover, 3)]].concat();
+        assert!(missing_confirmed(&longer, &mine, 9).is_empty());
+    }
+
+    #[test]
+    fn a_confirmed_update_missing_from_a_shorter_history_is_rolled_back() {
+        let history = vec![version(1, Op::Register, 1), version(2, Op::Rotate, 2)];
+        let mine = made(&history, Some(5));
+        // The map names version 1 again: the history ends before the confirmed rotation.
+        let alerts = missing_confirmed(&history[..1], &mine, 7);
+        assert_eq!(
+            alerts,
+            vec![RolledBack {
+                version: 2,
+                op: Op::Rotate,
+                leaf_hash: leaf_hash(&[2]),
+                confirmed: Confirmed {
+                    epoch: 5,
+                    index: 20
+                },
+                instead: None,
+                history_versions: 1,
+            }]
+        );
+        // A label the map proves absent has lost both.
+        let all = missing_confirmed(&[], &mine, 7);
+        assert_eq!(all.iter().map(|a| a.version).collect::<Vec<_>>(), [1, 2]);
+        // At the receipt's own epoch the update is already required.
+        assert_eq!(missing_confirmed(&history[..1], &mine, 5).len(), 1);
+    }
+
+    #[test]
+    fn a_confirmed_version_replaced_by_another_leaf_is_rolled_back() {
+        let history = vec![version(1, Op::Register, 1), version(2, Op::Rotate, 2)];
+        let mine = made(&history, Some(5));
+        // Same version numbers, another update at version 2 (which this device may even have
+        // prepared itself and never seen confirmed: it is in the made-set, but unconfirmed).
+        let replaced = vec![version(1, Op::Register, 1), version(2, Op::Recover, 7)];
+        let mut with_draft = mine.clone();
+        with_draft.extend(made(&replaced[1..], None));
+        for made in [&mine, &with_draft] {
+            let alerts = missing_confirmed(&replaced, made, 6);
+            assert_eq!(alerts.len(), 1);
+            assert_eq!(alerts[0].version, 2);
+            assert_eq!(alerts[0].leaf_hash, leaf_hash(&[2]));
+            assert_eq!(
+                alerts[0].instead,
+                Some(Replacement {
+                    op: Op::Recover,
+                    index: 20,
+                    leaf_hash: leaf_hash(&[7]),
+                })
+            );
+            assert_eq!(alerts[0].history_versions, 2);
+        }
+        // The draft is not foreign, so only the rolled-back check raises this history.
+        let drafts: HashSet<Hash> = with_draft.iter().map(|m| m.leaf_hash).collect();
+        assert!(foreign_versions(&replaced, &drafts).is_empty());
+    }
+
+    #[test]
+    fn unconfirmed_or_later_confirmed_updates_are_not_required() {
+        let history = vec![version(1, Op::Register, 1), version(2, Op::Rotate, 2)];
+        // Sent, but its answer never came: it may never have landed.
+        let mut mine = made(&history[..1], Some(3));
+        mine.extend(made(&history[1..], None));
+        assert!(missing_confirmed(&history[..1], &mine, 9).is_empty());
+        // Confirmed in epoch 8: a history under epoch 7 cannot hold it yet.
+        let mine = made(&history, Some(8));
+        assert!(missing_confirmed(&history[..1], &mine, 7).is_empty());
+        assert_eq!(missing_confirmed(&history[..1], &mine, 8).len(), 1);
+        assert!(missing_confirmed(&history, &[], 9).is_empty());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! This device's user keys: a JSON file (default `~/.keytrail/keys.json`) holding, per user
 //! identifier, the private keys this device holds for it and the leaf hashes of every update this
-//! device made (its "made-set", which the owner's monitor compares the label's history with).
+//! device made (its "made-set", which the owner's monitor compares the label's history with),
+//! each with where its receipt proved it, once one did (`confirmed`: the epoch of the receipt's
+//! checkpoint and the update's log index; absent until then, and in files written before `kt`
+//! recorded it).
 //!
 //! The file is written atomically with mode 0600 from the moment it exists, and refused on open
 //! when anyone but its owner may read or write it.
@@ -11,7 +14,10 @@
 //!   "identities": {
 //!     "alice@example.com": {
 //!       "keys": [ { "algorithm": "ed25519", "secret": "<64 hex>", "public": "<hex>" } ],
-//!       "made": [ { "leaf_hash": "<64 hex>", "op": "register", "version": 1 } ]
+//!       "made": [
+//!         { "leaf_hash": "<64 hex>", "op": "register", "version": 1,
+//!           "confirmed": { "epoch": 12, "index": 40 } }
+//!       ]
 //!     }
 //!   }
 //! }
@@ -157,12 +163,24 @@ impl DeviceKey {
     }
 }
 
+/// Where a verified receipt proved an update: the map of the receipt's checkpoint (of `epoch`)
+/// names it, and the log holds it at `index`. Every history proven under that epoch or a later
+/// one must hold the update (see [`crate::directory::missing_confirmed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmed {
+    pub epoch: u64,
+    pub index: u64,
+}
+
 /// An update this device made (signed and sent, or about to be sent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MadeUpdate {
     pub leaf_hash: Hash,
     pub op: Op,
     pub version: u64,
+    /// Set once the update's receipt verified; `None` for an update whose answer never came (it
+    /// may or may not have landed).
+    pub confirmed: Option<Confirmed>,
 }
 
 /// What the device holds for one identifier.
@@ -219,6 +237,17 @@ struct DiskMade {
     leaf_hash: String,
     op: String,
     version: u64,
+    /// Missing in files written before it was recorded, and for unconfirmed updates: both read
+    /// as unconfirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    confirmed: Option<DiskConfirmed>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskConfirmed {
+    epoch: u64,
+    index: u64,
 }
 
 const FORMAT_VERSION: u32 = 1;
@@ -304,6 +333,10 @@ impl KeyFile {
                     op: parse_op(&m.op)
                         .ok_or_else(|| corrupt(format!("{id}: unknown op {:?}", m.op)))?,
                     version: m.version,
+                    confirmed: m.confirmed.map(|c| Confirmed {
+                        epoch: c.epoch,
+                        index: c.index,
+                    }),
                 });
             }
             identities.insert(id, identity);
@@ -333,6 +366,10 @@ impl KeyFile {
                     leaf_hash: hex::encode(m.leaf_hash),
                     op: m.op.to_string(),
                     version: m.version,
+                    confirmed: m.confirmed.map(|c| DiskConfirmed {
+                        epoch: c.epoch,
+                        index: c.index,
+                    }),
                 });
             }
             identities.insert(id.clone(), d);
@@ -404,8 +441,35 @@ impl KeyFile {
                 leaf_hash,
                 op,
                 version,
+                confirmed: None,
             });
         }
+    }
+
+    /// Records that the receipt of the update with `leaf_hash` (recorded by
+    /// [`KeyFile::record_made`]) verified. Returns whether such an update was recorded.
+    pub fn record_confirmed(
+        &mut self,
+        identifier: &str,
+        leaf_hash: Hash,
+        confirmed: Confirmed,
+    ) -> bool {
+        let made = self
+            .identities
+            .get_mut(identifier)
+            .and_then(|i| i.made.iter_mut().find(|m| m.leaf_hash == leaf_hash));
+        match made {
+            Some(m) => {
+                m.confirmed = Some(confirmed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The updates this device made for `identifier`, in the order it made them.
+    pub fn made(&self, identifier: &str) -> &[MadeUpdate] {
+        self.identity(identifier).map_or(&[], |i| &i.made)
     }
 
     /// The leaf hashes of the updates this device made for `identifier`.
@@ -493,6 +557,58 @@ mod tests {
         assert_eq!(loaded.made_set("alice"), [[3; 32]].into());
     }
 
+    #[test]
+    fn confirmed_receipts_round_trip_and_old_files_read_as_unconfirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let mut file = KeyFile::open(&path).unwrap();
+        file.record_made("alice", [1; 32], Op::Register, 1);
+        file.record_made("alice", [2; 32], Op::Rotate, 2);
+        let at = Confirmed {
+            epoch: 12,
+            index: 40,
+        };
+        assert!(file.record_confirmed("alice", [1; 32], at));
+        assert!(
+            !file.record_confirmed("alice", [3; 32], at),
+            "only a recorded update is confirmed"
+        );
+        assert!(!file.record_confirmed("bob", [1; 32], at));
+        file.save().unwrap();
+
+        let loaded = KeyFile::open(&path).unwrap();
+        let made = loaded.made("alice");
+        assert_eq!(made.len(), 2);
+        assert_eq!(made[0].confirmed, Some(at));
+        assert_eq!(made[1].confirmed, None);
+        assert!(loaded.made("carol").is_empty());
+        // An unconfirmed update is written without the field, as before it existed.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("\"confirmed\"").count(), 1, "{text}");
+        let disk: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            disk["identities"]["alice"]["made"][0]["confirmed"],
+            serde_json::json!({"epoch": 12, "index": 40})
+        );
+
+        // A file written before `confirmed` was recorded: every update reads as unconfirmed.
+        let old = format!(
+            r#"{{"version":1,"identities":{{"alice":{{"made":[{{"leaf_hash":"{}","op":"register","version":1}},{{"leaf_hash":"{}","op":"rotate","version":2}}]}}}}}}"#,
+            hex::encode([1u8; 32]),
+            hex::encode([2u8; 32])
+        );
+        write_private_atomically(&path, old.as_bytes()).unwrap();
+        let loaded = KeyFile::open(&path).unwrap();
+        let made = loaded.made("alice");
+        assert_eq!(
+            made.iter()
+                .map(|m| (m.version, m.confirmed))
+                .collect::<Vec<_>>(),
+            vec![(1, None), (2, None)]
+        );
+        assert_eq!(loaded.made_set("alice"), [[1; 32], [2; 32]].into());
+    }
+
     #[cfg(unix)]
     #[test]
     fn written_0600_and_wider_permissions_are_refused() {
@@ -565,6 +681,10 @@ mod tests {
             (
                 r#"{"version":1,"identities":{"a":{"keys":[{"algorithm":"rsa","secret":"","public":""}]}}}"#,
                 "unknown variant",
+            ),
+            (
+                r#"{"version":1,"identities":{"a":{"made":[{"leaf_hash":"00","op":"register","version":1,"confirmed":{"epoch":1}}]}}}"#,
+                "missing field `index`",
             ),
         ];
         for (text, want) in cases {

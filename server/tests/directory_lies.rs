@@ -1,6 +1,7 @@
 //! A lying key directory is caught, and each test says by whom: the looking-up client
 //! (`kt_client::DirectoryClient`), the key owner's monitor (the `kt monitor` binary, which runs
-//! `DirectoryClient::history` and then `foreign_versions` against the device's made-set), or the
+//! `DirectoryClient::history`, then `foreign_versions` against the device's made-set and
+//! `missing_confirmed` against the updates it saw confirmed by a verified receipt), or the
 //! auditor (`kt_audit::Auditor`, which replays the directory's rules and recomputes every map
 //! root) — and, where one of them cannot see the lie, that it cannot.
 //!
@@ -12,7 +13,7 @@
 //! | (b) a version hidden from history | `HistoryLength` / `HistoryGap` | refuses the history (exit 3) | log is honest: clean |
 //! | (c) a stale map: an old epoch's answer as the latest | `Violation::Rollback` | – | log is honest |
 //! | (c) a stale map: the latest checkpoint with an old proof | `AnswerError::MapProof(RootMismatch)` | – | log is honest |
-//! | (c') a stale map signed into the checkpoints | fooled | fooled (exit 0) | `map-root-mismatch` |
+//! | (c') a stale map signed into the checkpoints, after the owner's rotation was receipted | fooled | ALERT: ROLLED BACK, `rolled-back` (exit 3) | `map-root-mismatch` |
 //! | (d) a lookup at epoch E answered with epoch E' | `ClientError::Unexpected`; or E's checkpoint with E''s proof: `MapProof(RootMismatch)` | – | log is honest |
 //! | (e) two users shown different keys (two views of one log) | `Violation::Fork` (equivocation) once a client meets the other view | `Violation::Fork` likewise | each view alone: clean; carried-over state: `fork` |
 //!
@@ -29,11 +30,15 @@
 //!   epoch whose map root ignores its entries), then the real `ktd` restarts on that storage: its
 //!   full start-up check passes (everything is signed, chained and consistent, and the stored map
 //!   gives the signed map root), so what it serves is exactly what such an operator would serve.
-//! - **Two views** (e): the data directory of a stopped server is copied, and each copy, signed
-//!   by the same key, grows differently. Clients that meet both views hold the proof; clients that
-//!   never meet are only protected once witnesses cosign checkpoints (a later issue): a client
-//!   that requires the cosignatures of witnesses who refuse to sign two checkpoints for one epoch
-//!   cannot be shown a second view at all.
+//! - **Two views** (e), and (c'): the data directory of a stopped server is copied, and each copy,
+//!   signed by the same key, grows differently. Clients that meet both views hold the proof;
+//!   clients that never meet are only protected once witnesses cosign checkpoints (a later
+//!   issue): a client that requires the cosignatures of witnesses who refuse to sign two
+//!   checkpoints for one epoch cannot be shown a second view at all. In (c') the owner's device
+//!   meets one view only for its rotation's receipt; the other view is two empty epochs longer,
+//!   so the device, which trusts the receipt's checkpoint, is never shown that view's epoch right
+//!   after it (whose `prev` would not match), and what the device keeps from the receipt is what
+//!   catches the stale map.
 
 mod common;
 
@@ -44,7 +49,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use kt_audit::{AuditConfig, Auditor, Finding, Outcome};
-use kt_client::keys::{Algorithm, DeviceKey, KeyFile};
+use kt_client::keys::{Confirmed, KeyFile};
 use kt_client::{ClientError, DirectoryClient};
 use kt_core::checkpoint::SignedCheckpoint;
 use kt_core::directory::{AnswerError, KeyUpdate, Label, Op, Role, RuleError, UserSigner};
@@ -737,6 +742,7 @@ async fn recover_by_the_provider_is_raised_only_by_the_owners_monitor() {
     assert_eq!(out["status"], "alert");
     let alerts = out["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["kind"], "foreign-version");
     assert_eq!(alerts[0]["version"], 2);
     assert_eq!(alerts[0]["op"], "recover");
     assert_eq!(alerts[0]["recover"], true);
@@ -863,16 +869,24 @@ async fn lookup_answered_for_another_epoch_is_refused_by_the_client() {
     s.server.shutdown().await;
 }
 
-/// (c') A stale map the operator signs into its checkpoints: Alice's rotation is put in the log,
-/// but the map keeps naming her old key (the checkpoint repeats the previous map root). Every
-/// answer verifies against such checkpoints, so the looking-up client is fooled, and so is the
-/// owner's monitor: it raises versions its device did not make, and here there is none, since
-/// the hidden rotation is not in the history the map leads to. Only kt-audit, which recomputes the
-/// map from the log, catches it.
+/// (c') A stale map the operator signs into its checkpoints, after Alice's rotation was accepted
+/// and receipted. The operator answers her `kt key rotate` from a copy of its storage, where the
+/// rotation is sequenced honestly: the receipt verifies, and her key file records the rotation as
+/// confirmed (epoch and index). It keeps serving everyone else, and later Alice's monitor, from
+/// the original storage, where it logs the same rotation at the same index (so the log still
+/// extends what her device trusts) but keeps it out of the map (the checkpoint repeats the
+/// previous map root), two heartbeat epochs later, so that the chain she is shown never has to
+/// name the receipt's checkpoint as its predecessor. Every answer verifies against these
+/// checkpoints, so the looking-up client is fooled. The owner's monitor is not: the history it is
+/// proven ends at version 1, and version 2 was confirmed to this device; it raises a ROLLED BACK
+/// alert (exit 3), and again on the next run, after its trusted state has moved onto the
+/// operator's chain, since the evidence is in the key file. kt-audit, which recomputes the map
+/// from the log, catches it as a map-root mismatch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_map_in_signed_checkpoints_is_caught_only_by_the_auditor() {
+async fn stale_map_in_signed_checkpoints_is_caught_by_the_owners_monitor_and_the_auditor() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+    let tmp_shown = tempfile::tempdir().unwrap();
+    let (dir, shown) = (tmp.path(), tmp_shown.path());
     let server = common::start(dir).await;
     let key = server.verifier_key.clone();
     let url = common::grpc_url(&server);
@@ -883,25 +897,46 @@ async fn stale_map_in_signed_checkpoints_is_caught_only_by_the_auditor() {
     let old_key = v1.key().cloned().unwrap();
     let stale_root = v1.checkpoint.checkpoint().map_root;
 
-    // Alice's device prepares a rotation as `kt key rotate` does: new key and made-set saved
-    // before sending.
-    let rotation = {
-        let mut keys = KeyFile::open(&alice.keys).unwrap();
-        let mut device = client(&url, &key, alice.state.clone()).await;
-        let old = keys.signer_for(ALICE, &old_key).unwrap();
-        let new = DeviceKey::generate(Algorithm::Ed25519).unwrap();
-        let prepared = device
-            .prepare_rotate(ALICE, &old, &new.signer().unwrap())
-            .await
-            .unwrap();
-        keys.add_key(ALICE, new);
-        keys.record_made(ALICE, prepared.leaf_hash(), Op::Rotate, 2);
-        keys.save().unwrap();
-        prepared.update().clone()
-    };
-    // The operator logs it, but keeps it out of the map.
+    // The copy the operator answers Alice's rotation from: accepted, receipted, confirmed.
     server.shutdown().await;
-    let index = forge(&dir.join("db"), vec![rotation.encode()], Forgery::StaleMap)[0];
+    copy_dir(&dir.join("db"), &shown.join("db"));
+    let shown_server = common::start(shown).await;
+    let shown_url = common::grpc_url(&shown_server);
+    let rotated = alice.ok(&shown_url, &["key", "rotate", ALICE]);
+    let confirmed_epoch = epoch_of(&rotated);
+    let index = rotated["update"]["index"].as_u64().unwrap();
+    let made = KeyFile::open(&alice.keys).unwrap().made(ALICE).to_vec();
+    assert_eq!(made.len(), 2);
+    assert_eq!(
+        made[1].confirmed,
+        Some(Confirmed {
+            epoch: confirmed_epoch,
+            index
+        }),
+        "kt records the verified receipt"
+    );
+    let rotation = client(&shown_url, &key, shown.join("operator-state.json"))
+        .await
+        .history(ALICE)
+        .await
+        .unwrap()
+        .versions[1]
+        .update
+        .clone();
+    assert_eq!(
+        rotated["update"]["leaf_hash"],
+        hex(&rotation.leaf_hash()).as_str()
+    );
+    shown_server.shutdown().await;
+
+    // The original storage: two empty epochs (what heartbeats produce), then the rotation in the
+    // log but not in the map.
+    let db = dir.join("db");
+    for _ in 0..2 {
+        assert!(forge(&db, Vec::new(), Forgery::StaleMap).is_empty());
+    }
+    let forged_index = forge(&db, vec![rotation.encode()], Forgery::StaleMap)[0];
+    assert_eq!(forged_index, index, "the same entry at the same index");
     let server = common::start(dir).await;
     let url = common::grpc_url(&server);
 
@@ -910,15 +945,42 @@ async fn stale_map_in_signed_checkpoints_is_caught_only_by_the_auditor() {
     let lookup = bob.lookup(ALICE, None).await.unwrap();
     let cp = lookup.checkpoint.checkpoint().clone();
     assert!(cp.size > index, "the checkpoint's log holds the rotation");
+    assert!(cp.epoch > confirmed_epoch + 1);
     assert_eq!(cp.map_root, stale_root);
     assert_eq!(lookup.key(), Some(&old_key));
     assert_eq!(bob.history(ALICE).await.unwrap().versions.len(), 1);
 
-    // The owner's monitor sees only the version it made, and passes.
-    let (code, out, _) = alice.monitor(&url, ALICE);
-    assert_eq!(code, Some(0));
-    assert_eq!(out["status"], "ok");
-    assert_eq!(out["versions"], 1);
+    // The owner's monitor: the history verifies, every version in it was made by this device,
+    // but the rotation it saw confirmed is gone.
+    for run in ["first", "second"] {
+        let (code, out, stderr) = alice.monitor(&url, ALICE);
+        assert_eq!(code, Some(3), "{run} run");
+        assert_eq!(out["status"], "alert");
+        assert_eq!(out["versions"], 1);
+        assert_eq!(out["checkpoint"]["epoch"], cp.epoch);
+        let alerts = out["alerts"].as_array().unwrap();
+        assert_eq!(alerts.len(), 1, "{out}");
+        assert_eq!(alerts[0]["kind"], "rolled-back");
+        assert_eq!(alerts[0]["version"], 2);
+        assert_eq!(alerts[0]["op"], "rotate");
+        assert_eq!(alerts[0]["leaf_hash"], hex(&rotation.leaf_hash()).as_str());
+        assert_eq!(alerts[0]["confirmed"]["epoch"], confirmed_epoch);
+        assert_eq!(alerts[0]["confirmed"]["index"], index);
+        assert_eq!(alerts[0]["instead"], Value::Null);
+        assert!(
+            stderr.contains(
+                "ALERT: alice@example.com was ROLLED BACK: version 2 (a rotate this device made"
+            ),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "confirmed in epoch {confirmed_epoch} at log index {index} by a verified receipt, \
+                 is not in the history the server now proves (it ends at version 1)"
+            )),
+            "{stderr}"
+        );
+    }
 
     // kt-audit: the epoch's entries do not give its map root.
     let finding = audit_finding(&url, &key, &dir.join("audit")).await;

@@ -8,8 +8,10 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::Subcommand;
 use futures::StreamExt as _;
-use kt_client::directory::{foreign_versions, Alert, PreparedUpdate};
-use kt_client::keys::{Algorithm, DeviceKey, KeyFile};
+use kt_client::directory::{
+    foreign_versions, missing_confirmed, Alert, PreparedUpdate, RolledBack,
+};
+use kt_client::keys::{Algorithm, Confirmed, DeviceKey, KeyFile, MadeUpdate};
 use kt_client::{DirectoryClient, LogClient, Lookup, UpdateReceipt, VerifiedHistory};
 use kt_core::directory::{LabelState, Op, UserKey, VerifiedMessage, VerifiedUpdate};
 use kt_core::hash::Hash;
@@ -227,6 +229,19 @@ fn record_before_sending(
     Ok(())
 }
 
+/// Records that the update's receipt verified: from now on the owner's monitor requires it in
+/// every history proven under the receipt's epoch or a later one.
+fn record_confirmed(keys: &mut KeyFile, prepared: &PreparedUpdate, receipt: &UpdateReceipt) {
+    keys.record_confirmed(
+        prepared.identifier(),
+        prepared.leaf_hash(),
+        Confirmed {
+            epoch: receipt.checkpoint.checkpoint().epoch,
+            index: receipt.update.index,
+        },
+    );
+}
+
 fn print_receipt(cli: &Cli, identifier: &str, receipt: &UpdateReceipt) {
     let u = &receipt.update;
     if cli.json {
@@ -298,6 +313,7 @@ pub(crate) async fn key(cli: &Cli, log: LogClient, cmd: &KeyCommand) -> Result<(
                 .submit(&prepared, provider_token.as_deref())
                 .await
                 .map_err(|e| token_hint(e, "register", provider_token.is_some()))?;
+            record_confirmed(&mut keys, &prepared, &receipt);
             keys.keep_only(identifier, &signer.public());
             keys.save()?;
             print_receipt(cli, identifier, &receipt);
@@ -311,6 +327,7 @@ pub(crate) async fn key(cli: &Cli, log: LogClient, cmd: &KeyCommand) -> Result<(
             let prepared = client.prepare_rotate(identifier, &old, &new_signer).await?;
             record_before_sending(&mut keys, &prepared, Some(&new))?;
             let receipt = client.submit(&prepared, None).await?;
+            record_confirmed(&mut keys, &prepared, &receipt);
             keys.keep_only(identifier, &new_signer.public());
             keys.save()?;
             print_receipt(cli, identifier, &receipt);
@@ -321,6 +338,7 @@ pub(crate) async fn key(cli: &Cli, log: LogClient, cmd: &KeyCommand) -> Result<(
             let prepared = client.prepare_revoke(identifier, &signer).await?;
             record_before_sending(&mut keys, &prepared, None)?;
             let receipt = client.submit(&prepared, None).await?;
+            record_confirmed(&mut keys, &prepared, &receipt);
             keys.remove_keys(identifier);
             keys.save()?;
             print_receipt(cli, identifier, &receipt);
@@ -338,6 +356,7 @@ pub(crate) async fn key(cli: &Cli, log: LogClient, cmd: &KeyCommand) -> Result<(
                 .submit(&prepared, provider_token.as_deref())
                 .await
                 .map_err(|e| token_hint(e, "recover", provider_token.is_some()))?;
+            record_confirmed(&mut keys, &prepared, &receipt);
             keys.keep_only(identifier, &new_signer.public());
             keys.save()?;
             print_receipt(cli, identifier, &receipt);
@@ -440,6 +459,7 @@ pub(crate) async fn history(cli: &Cli, log: LogClient, identifier: &str) -> Resu
 
 fn alert_json(a: &Alert) -> Value {
     json!({
+        "kind": "foreign-version",
         "version": a.version,
         "op": a.op.to_string(),
         "recover": a.is_recover(),
@@ -465,18 +485,93 @@ fn alert_text(identifier: &str, a: &Alert) -> String {
     )
 }
 
-/// Checks one verified history against the made-set; prints and returns whether it alerted.
-fn check_history(cli: &Cli, history: &VerifiedHistory, made: &HashSet<Hash>) -> bool {
-    let alerts = foreign_versions(&history.versions, made);
+fn rolled_back_json(r: &RolledBack) -> Value {
+    json!({
+        "kind": "rolled-back",
+        "version": r.version,
+        "op": r.op.to_string(),
+        "leaf_hash": hex::encode(r.leaf_hash),
+        "confirmed": { "epoch": r.confirmed.epoch, "index": r.confirmed.index },
+        "history_versions": r.history_versions,
+        "instead": r.instead.as_ref().map(|i| json!({
+            "op": i.op.to_string(),
+            "index": i.index,
+            "leaf_hash": hex::encode(i.leaf_hash),
+        })),
+    })
+}
+
+fn rolled_back_text(identifier: &str, r: &RolledBack) -> String {
+    let now = match &r.instead {
+        None => format!("it ends at version {}", r.history_versions),
+        Some(i) => format!(
+            "its version {} is a {} with leaf hash {} at log index {}",
+            r.version,
+            i.op,
+            hex::encode(i.leaf_hash),
+            i.index
+        ),
+    };
+    format!(
+        "ALERT: {identifier} was ROLLED BACK: version {} (a {} this device made, leaf hash {}), \
+         confirmed in epoch {} at log index {} by a verified receipt, is not in the history the \
+         server now proves ({now})",
+        r.version,
+        r.op,
+        hex::encode(r.leaf_hash),
+        r.confirmed.epoch,
+        r.confirmed.index
+    )
+}
+
+/// What the monitor raises in one verified history.
+struct Alerts {
+    /// Versions this device did not make.
+    foreign: Vec<Alert>,
+    /// Updates this device saw confirmed that the history no longer holds.
+    rolled_back: Vec<RolledBack>,
+}
+
+impl Alerts {
+    fn of(history: &VerifiedHistory, made: &[MadeUpdate]) -> Alerts {
+        let made_set: HashSet<Hash> = made.iter().map(|m| m.leaf_hash).collect();
+        Alerts {
+            foreign: foreign_versions(&history.versions, &made_set),
+            rolled_back: missing_confirmed(
+                &history.versions,
+                made,
+                history.checkpoint.checkpoint().epoch,
+            ),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.foreign.is_empty() && self.rolled_back.is_empty()
+    }
+}
+
+/// Checks one verified history against this device's made updates; prints and returns whether
+/// it alerted.
+fn check_history(cli: &Cli, history: &VerifiedHistory, made: &[MadeUpdate]) -> bool {
+    let alerts = Alerts::of(history, made);
     let id = &history.identifier;
-    for a in &alerts {
+    for r in &alerts.rolled_back {
+        eprintln!("kt: {}", rolled_back_text(id, r));
+    }
+    for a in &alerts.foreign {
         eprintln!("kt: {}", alert_text(id, a));
     }
     if cli.json {
+        let listed: Vec<Value> = alerts
+            .rolled_back
+            .iter()
+            .map(rolled_back_json)
+            .chain(alerts.foreign.iter().map(alert_json))
+            .collect();
         let out = json!({
             "status": if alerts.is_empty() { "ok" } else { "alert" },
             "identifier": id,
-            "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
+            "alerts": listed,
             "versions": history.versions.len(),
             "state": state_json(history.state.as_ref()),
             "checkpoint": checkpoint_json(&history.checkpoint),
@@ -508,7 +603,7 @@ pub(crate) async fn monitor(
     once: bool,
 ) -> Result<(), Failure> {
     let keys = open_keys(cli)?;
-    let made = keys.made_set(identifier);
+    let made = keys.made(identifier).to_vec();
     if made.is_empty() {
         eprintln!(
             "kt: {} records no update of {identifier} by this device: every version will be raised",
@@ -530,10 +625,10 @@ pub(crate) async fn monitor(
         client.follow(checkpoint?).await?;
         let history = client.history(identifier).await?;
         // Read again: this device may have made an update since (`kt key rotate` records it
-        // before sending, so it is in the file before it can be in a checkpoint).
-        let made = open_keys(cli)?.made_set(identifier);
-        let alerted = foreign_versions(&history.versions, &made);
-        if !alerted.is_empty() {
+        // before sending, so it is in the file before it can be in a checkpoint, and marks it
+        // confirmed only after its receipt, which a history of an older epoch does not require).
+        let made = open_keys(cli)?.made(identifier).to_vec();
+        if !Alerts::of(&history, &made).is_empty() {
             check_history(cli, &history, &made);
             return Err(Failure::Alert);
         }
