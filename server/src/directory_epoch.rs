@@ -19,6 +19,11 @@ pub enum Rejection {
     Malformed(#[from] EntryError),
     #[error("{0}")]
     Rule(#[from] RuleError),
+    /// A second update of one label in one epoch. The map holds one value per label per epoch,
+    /// so the first update's receipt (a map proof naming it) could never be given; the caller
+    /// retries once the epoch has closed.
+    #[error("label {0} already has an update in this epoch; retry after it closes")]
+    SameEpoch(Label),
 }
 
 /// The epoch's view of the directory: what storage holds, overlaid by this epoch's changes.
@@ -72,6 +77,9 @@ impl<'a> EpochDirectory<'a> {
             Entry::Record(_) => {}
             Entry::KeyUpdate(update) => {
                 let label = *update.label();
+                if self.values.contains_key(&label) {
+                    return Ok(Err(Rejection::SameEpoch(label)));
+                }
                 let prev = self.state(&label)?;
                 let next = match apply_update(prev.as_ref(), &update, leaf_hash, index) {
                     Ok(next) => next,
@@ -152,5 +160,62 @@ impl<'a> EpochDirectory<'a> {
         write.pages = update.pages;
         write.labels = self.labels.into_iter().collect();
         Ok((update.root, write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kt_core::directory::{KeyUpdate, Op, Role, UserSigner};
+    use kt_core::hash::leaf_hash;
+
+    #[test]
+    fn a_second_update_of_a_label_waits_for_the_next_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let (a, b) = (
+            UserSigner::ed25519_from_seed([1; 32]),
+            UserSigner::ed25519_from_seed([2; 32]),
+        );
+        let label = Label::from_identifier("alice@example.org").unwrap();
+        let register = KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(a.public()), 0)
+            .unwrap()
+            .sign(Role::NewKey, &a)
+            .unwrap()
+            .encode();
+        let rotate = KeyUpdate::new(
+            label,
+            2,
+            leaf_hash(&register),
+            Op::Rotate,
+            Some(b.public()),
+            0,
+        )
+        .unwrap()
+        .sign(Role::PreviousKey, &a)
+        .unwrap()
+        .sign(Role::NewKey, &b)
+        .unwrap()
+        .encode();
+        let other = Label::from_identifier("bob@example.org").unwrap();
+        let bob = KeyUpdate::new(other, 1, [0; 32], Op::Register, Some(b.public()), 0)
+            .unwrap()
+            .sign(Role::NewKey, &b)
+            .unwrap()
+            .encode();
+
+        let mut epoch = EpochDirectory::new(&storage);
+        assert!(epoch
+            .admit(&register, leaf_hash(&register), 0)
+            .unwrap()
+            .is_ok());
+        // The rotation is valid by the rules, but its label already changed in this epoch.
+        let refused = epoch.admit(&rotate, leaf_hash(&rotate), 1).unwrap();
+        assert!(matches!(refused, Err(Rejection::SameEpoch(l)) if l == label));
+        // Other labels are unaffected.
+        assert!(epoch.admit(&bob, leaf_hash(&bob), 1).unwrap().is_ok());
+        let (root, write) = epoch.finish(0).unwrap();
+        assert_ne!(root, kt_core::map::EMPTY_HASH);
+        assert_eq!(write.versions.len(), 2);
     }
 }

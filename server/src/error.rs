@@ -28,6 +28,8 @@ pub enum ApiError {
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
     PermissionDenied(String),
@@ -46,6 +48,7 @@ impl From<ApiError> for Status {
             ApiError::Busy(_) => Code::ResourceExhausted,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::Aborted(_) => Code::Aborted,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
@@ -84,6 +87,7 @@ impl From<SequencerError> for ApiError {
                 ApiError::InvalidArgument(e.to_string())
             }
             SequencerError::Rejected(Rejection::Rule(rule)) => rule_error(rule),
+            SequencerError::Rejected(Rejection::SameEpoch(_)) => ApiError::Aborted(e.to_string()),
         }
     }
 }
