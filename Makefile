@@ -11,7 +11,7 @@ GRPC ?= http://127.0.0.1:50051
 HTTP ?= http://127.0.0.1:8080
 DEMO_STATE ?= ./demo-state
 
-.PHONY: run test demo build deps lint fmt clean-data
+.PHONY: run test demo build deps lint fmt fuzz clean-data
 
 ## deps: system packages the build needs (libclang for RocksDB's bindings, a C++ compiler).
 deps:
@@ -78,6 +78,15 @@ test: build
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_SET) -- -D warnings
+
+## fuzz: every libFuzzer target for FUZZ_SECONDS each (docs/testing.md); not part of `make test`.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := entry note checkpoint_body cosignature_line map_proof map_page tiles merkle_proofs proto_answers
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-fuzz cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

@@ -9,6 +9,8 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod directory;
 pub mod entry;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hash;
 pub mod map;
 pub mod merkle;

@@ -9,6 +9,8 @@ use kt_core::hash::{Hash, HASH_SIZE};
 use thiserror::Error;
 
 pub mod directory;
+#[doc(hidden)]
+pub mod fuzz;
 
 /// Generated code for package `keytrail.v1`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
