@@ -99,7 +99,11 @@ fn every_mutated_proof_fails() {
         assert!(MapProof::decode(&long).is_err());
         // The right proof for another root, or for another label, fails.
         assert!(map::verify(&sha256(b"other"), &l, &proof).is_err());
-        assert!(map::verify(&root, &label(s + 1), &proof).is_err() || s + 1 >= 2_000);
+        // The same proof presented for a label with another path fails (labels of seeds in the
+        // map have their own leaf; absent ones are checked against their own path).
+        let other = label(s ^ 1);
+        let claimed = map::verify(&root, &other, &proof);
+        assert!(claimed.is_err() || claimed == Ok(None) && good.is_none());
     }
 }
 
@@ -218,5 +222,151 @@ proptest! {
         let l = label(probe);
         let proof = map::prove(&epochs, &l).unwrap();
         prop_assert_eq!(map::verify(&whole.root(), &l, &proof).unwrap(), set.get(&l).copied());
+    }
+}
+
+/// The root straight from the table of docs/protocol.md §10, with no pages: nothing → zeros, one
+/// label → its leaf hash, more → the node hash of the two halves split by the next bit.
+fn reference_root(items: &[(Label, MapValue)], depth: usize) -> kt_core::hash::Hash {
+    match items {
+        [] => EMPTY_HASH,
+        [(l, v)] => map::leaf_hash(l, v),
+        _ => {
+            let split = items.partition_point(|(l, _)| map::label_bit(l, depth) == 0);
+            let (left, right) = items.split_at(split);
+            map::node_hash(
+                &reference_root(left, depth + 1),
+                &reference_root(right, depth + 1),
+            )
+        }
+    }
+}
+
+#[test]
+fn paged_root_equals_the_reference_definition() {
+    for n in [0u64, 1, 2, 3, 17, 256, 5_000] {
+        let (m, set) = build(0..n);
+        let items: Vec<_> = set.into_iter().collect();
+        assert_eq!(m.root(), reference_root(&items, 0), "{n} labels");
+    }
+    // Labels sharing long prefixes, down to the last bit.
+    let mut items = Vec::new();
+    for i in 0..40u8 {
+        let mut b = [0x3c; 32];
+        b[31] = i;
+        items.push((Label::from_bytes(b), value(u64::from(i), 1)));
+    }
+    let mut m = MemoryMap::new();
+    m.apply(&items.iter().copied().collect());
+    assert_eq!(m.root(), reference_root(&items, 0));
+}
+
+#[test]
+fn an_empty_terminal_next_to_a_lone_leaf_is_refused() {
+    // Two labels that part at the first bit: each sits alone under the root's children.
+    let a = Label::from_bytes([0x00; 32]);
+    let b = Label::from_bytes([0xff; 32]);
+    let mut m = MemoryMap::new();
+    m.apply(&BTreeMap::from([(a, value(1, 1)), (b, value(2, 1))]));
+    // Claim that a label under `a`'s side is absent by an empty node one level below, next to
+    // `a`'s leaf hash: the tree would have pulled `a` up, so this must not verify.
+    let probe = Label::from_bytes([0x40; 32]);
+    let forged = MapProof::new(
+        vec![
+            map::leaf_hash(&b, &value(2, 1)),
+            map::leaf_hash(&a, &value(1, 1)),
+        ],
+        Terminal::Empty,
+    );
+    assert!(map::verify(&m.root(), &probe, &forged).is_err());
+    // The honest proof for the probe ends at `a`'s leaf and proves absence.
+    let honest = map::prove(&m, &probe).unwrap();
+    assert_eq!(map::verify(&m.root(), &probe, &honest), Ok(None));
+}
+
+#[test]
+fn deep_leaves_split_and_update_in_later_epochs() {
+    let base = [0x5a; 32];
+    let mut twin = base;
+    twin[31] ^= 0x01; // parts at the very last bit (nibble 63)
+    let mut cousin = base;
+    cousin[31] ^= 0x10; // parts at nibble 62
+    let (a, b, c) = (
+        Label::from_bytes(base),
+        Label::from_bytes(twin),
+        Label::from_bytes(cousin),
+    );
+    let mut m = MemoryMap::new();
+    m.apply(&BTreeMap::from([(a, value(1, 1))]));
+    m.apply(&BTreeMap::from([(b, value(2, 1))]));
+    m.apply(&BTreeMap::from([(c, value(3, 1))]));
+    m.apply(&BTreeMap::from([(a, value(1, 2)), (b, value(2, 2))]));
+    let items = vec![(a, value(1, 2)), (b, value(2, 2)), (c, value(3, 1))];
+    let mut sorted = items.clone();
+    sorted.sort_by_key(|(l, _)| *l);
+    assert_eq!(m.root(), reference_root(&sorted, 0));
+    for (l, v) in items {
+        let proof = map::prove(&m, &l).unwrap();
+        assert_eq!(map::verify(&m.root(), &l, &proof), Ok(Some(v)));
+    }
+}
+
+/// Pages in a map, with one replaced: for the corruption checks of the update path.
+struct Tampered {
+    inner: MemoryMap,
+    path: map::PagePath,
+    page: map::Page,
+}
+
+impl map::PageReader for Tampered {
+    type Error = std::convert::Infallible;
+    fn read_page(&self, path: &map::PagePath) -> Result<Option<map::Page>, Self::Error> {
+        if *path == self.path {
+            return Ok(Some(self.page.clone()));
+        }
+        self.inner.read_page(path)
+    }
+}
+
+#[test]
+fn updates_refuse_to_build_on_corrupt_pages() {
+    use map::PageReader as _;
+    let (m, set) = build(0..300);
+    let (l, _) = set.iter().next().unwrap();
+    let path = map::PagePath::of_label(l, 1);
+    let mut page = m
+        .read_page(&path)
+        .unwrap()
+        .expect("300 labels fill the second level");
+    // A page that no longer hashes to its parent's sub-page hash.
+    let slot = page.children.iter().position(Option::is_some).unwrap();
+    page.children[slot] = None;
+    let tampered = Tampered {
+        inner: m.clone(),
+        path,
+        page,
+    };
+    let update = BTreeMap::from([(*l, value(9, 9))]);
+    assert!(matches!(
+        map::apply_updates(&tampered, &update),
+        Err(map::MapError::CorruptPage { .. })
+    ));
+    // A leaf stored in a slot its label does not belong to.
+    let mut misplaced = m.read_page(&path).unwrap().unwrap();
+    let (from, to) = (
+        misplaced
+            .children
+            .iter()
+            .position(|c| matches!(c, Some(map::Child::Leaf { .. }))),
+        misplaced.children.iter().position(Option::is_none),
+    );
+    if let (Some(from), Some(to)) = (from, to) {
+        misplaced.children.swap(from, to);
+        let tampered = Tampered {
+            inner: m,
+            path,
+            page: misplaced,
+        };
+        assert!(map::apply_updates(&tampered, &update).is_err());
     }
 }

@@ -9,7 +9,7 @@ pub const PAGE_LEVELS: usize = 4;
 /// Child slots of a page: one per value of the next four label bits.
 pub const PAGE_FANOUT: usize = 1 << PAGE_LEVELS;
 /// Pages along the deepest possible path (256 bits / 4).
-const MAX_PAGE_DEPTH: u8 = 64;
+pub(crate) const MAX_PAGE_DEPTH: u8 = 64;
 
 const TAG_LEAF: u8 = 1;
 const TAG_SUBPAGE: u8 = 2;

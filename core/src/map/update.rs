@@ -1,6 +1,6 @@
 //! Applying an epoch's updates: which pages change and the new root.
 
-use super::page::{Child, Page, PagePath};
+use super::page::{Child, Page, PagePath, MAX_PAGE_DEPTH};
 use super::{MapError, MapValue, Node, PageReader};
 use crate::directory::Label;
 use crate::hash::Hash;
@@ -54,6 +54,12 @@ fn update_page<R: PageReader>(
     out: &mut Vec<(PagePath, Page)>,
 ) -> Result<Node, MapError<R::Error>> {
     let mut page = existing.unwrap_or_default();
+    if !page.leaves_fit(&path) {
+        return Err(MapError::CorruptPage {
+            path,
+            why: "a leaf is not below its slot",
+        });
+    }
     // Sorted labels share nibble prefixes in runs, so each slot's updates are one run.
     let mut rest = items;
     while let Some((first, _)) = rest.first() {
@@ -77,6 +83,9 @@ fn update_slot<R: PageReader>(
     group: &[(Label, MapValue)],
     out: &mut Vec<(PagePath, Page)>,
 ) -> Result<Child, MapError<R::Error>> {
+    // A page at the deepest level (nibble 63) has one label per slot: two labels that agree on
+    // 63 nibbles and land in one slot are equal. So a sub-page below it is corruption.
+    let deepest = path.depth() + 1 >= MAX_PAGE_DEPTH;
     let child_path = || PagePath::of_label(&group[0].0, path.depth() + 1);
     let (existing, merged): (Option<Page>, Vec<(Label, MapValue)>) = match current {
         None => (None, group.to_vec()),
@@ -87,12 +96,26 @@ fn update_slot<R: PageReader>(
             }
             (None, merged)
         }
-        Some(Child::Subpage(_)) => {
+        Some(Child::Subpage(_)) if deepest => {
+            return Err(MapError::CorruptPage {
+                path: *path,
+                why: "a sub-page below the deepest level",
+            })
+        }
+        Some(Child::Subpage(stored)) => {
             let child_path = child_path();
             let page = reader
                 .read_page(&child_path)
                 .map_err(MapError::Read)?
                 .ok_or(MapError::MissingPage(child_path))?;
+            // Never build on a page that does not hash to what its parent committed to: the new
+            // root would silently absorb the corruption and get signed.
+            if page.root().hash() != stored {
+                return Err(MapError::CorruptPage {
+                    path: child_path,
+                    why: "the page does not hash to its parent's sub-page hash",
+                });
+            }
             return match update_page(reader, child_path, Some(page), group, out)? {
                 Node::Multi(h) => Ok(Child::Subpage(h)),
                 _ => Err(MapError::CorruptPage {
@@ -108,6 +131,14 @@ fn update_slot<R: PageReader>(
             value: *value,
         });
     }
+    if deepest {
+        // Distinct labels (the updates are a map, merged without duplicates) cannot share all
+        // 64 nibbles; kept as an error rather than a panic on the writer thread.
+        return Err(MapError::CorruptPage {
+            path: *path,
+            why: "two labels in one slot of the deepest page",
+        });
+    }
     match update_page(reader, child_path(), existing, &merged, out)? {
         Node::Multi(h) => Ok(Child::Subpage(h)),
         // Two distinct labels always part somewhere within 256 bits, so a fresh page over two
@@ -117,8 +148,8 @@ fn update_slot<R: PageReader>(
 }
 
 /// The whole map in memory: for the auditor's replay and for tests. Memory grows with the number
-/// of labels (about 100 bytes each), which the auditor accepts in exchange for needing no
-/// database.
+/// of labels (about 1 KB each in pages, measured by the auditor; see docs/operations.md), which
+/// the auditor accepts for now in exchange for needing no database.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryMap {
     pages: HashMap<PagePath, Page>,
