@@ -347,6 +347,7 @@ impl Sequencer {
         let mut partial = self.partial_tiles.clone();
         // The entry bytes move into the batch; only the reply channels stay behind.
         let mut replies = Vec::with_capacity(jobs.len());
+        let mut refused = Vec::new();
         let mut directory = EpochDirectory::new(&self.storage);
         for job in jobs {
             let hash = leaf_hash(&job.entry);
@@ -361,7 +362,10 @@ impl Sequencer {
             };
             if let Err(rejection) = admitted {
                 // Refused by the directory's rules: only this request fails, nothing is written.
-                let _ = job.reply.send(Err(rejection.into()));
+                // The answer waits for the commit point, because a refusal can rest on an earlier
+                // entry of this epoch (a second register of a label): if the epoch is not
+                // durable, neither is the reason, and the request is answered UNAVAILABLE.
+                refused.push((job.reply, rejection));
                 continue;
             }
             for (node, hash) in frontier.append(hash) {
@@ -413,6 +417,9 @@ impl Sequencer {
                 index: first_index + i as u64,
                 checkpoint: self.latest.clone(),
             }));
+        }
+        for (reply, rejection) in refused {
+            let _ = reply.send(Err(rejection.into()));
         }
         Ok(())
     }
