@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::hash::{leaf_hash, Hash, HASH_SIZE};
-use kt_core::merkle::{Frontier, NodeId};
+use kt_core::merkle::{Frontier, HashReader, NodeId};
 use kt_core::note::NoteSigner;
 use kt_core::tiles::{stored_position, TILE_HEIGHT, TILE_WIDTH};
 use thiserror::Error;
@@ -123,6 +123,8 @@ pub enum CommitError {
     Sign(#[from] kt_core::checkpoint::CheckpointError),
     #[error("cannot update the map: {0}")]
     Map(#[from] kt_core::map::MapError<StorageError>),
+    #[error("refusing to sign: {0}")]
+    Unverified(String),
 }
 
 /// Why the log could not be opened for writing. The server refuses to start on any of these.
@@ -396,6 +398,7 @@ impl Sequencer {
             // Never let time run backwards, even if the wall clock does.
             time_ms: now_ms().max(prev.time_ms),
         };
+        self.check_before_signing(prev, &next, &write)?;
         let signed = SignedCheckpoint::sign(next, &self.signer)?;
         write.epoch = signed.checkpoint().epoch;
         write.checkpoint_note = signed.note().as_bytes().to_vec();
@@ -422,6 +425,43 @@ impl Sequencer {
             let _ = reply.send(Err(rejection.into()));
         }
         Ok(())
+    }
+}
+
+impl Sequencer {
+    /// Verify before signing (a bit flipped in memory before signing is what made DigiCert's
+    /// Yeti 2022 log unrecoverable): the new root is rebuilt independently of the in-memory
+    /// frontier, from the right border of the tree as stored (which must give the previous
+    /// checkpoint's root) and the leaf hashes recomputed from the entry bytes being written; and
+    /// the new checkpoint must be a valid next link of the chain. Any mismatch stops the
+    /// sequencer before anything is signed; a restart recovers from storage.
+    fn check_before_signing(
+        &self,
+        prev: &Checkpoint,
+        next: &Checkpoint,
+        write: &EpochWrite,
+    ) -> Result<(), CommitError> {
+        let stored = self.storage.read_hashes(&Frontier::node_ids(prev.size))?;
+        let mut check = Frontier::from_hashes(prev.size, stored)
+            .map_err(|e| CommitError::Unverified(format!("stored right border: {e}")))?;
+        if check.root() != prev.root {
+            return Err(CommitError::Unverified(format!(
+                "the stored tree of size {} does not give the root of checkpoint {}",
+                prev.size, prev.epoch
+            )));
+        }
+        for entry in &write.entries {
+            check.append(leaf_hash(entry));
+        }
+        if check.size() != next.size || check.root() != next.root {
+            return Err(CommitError::Unverified(format!(
+                "the root rebuilt from storage and the epoch's entries differs from the in-memory root for size {}",
+                next.size
+            )));
+        }
+        next.follows(prev).map_err(|e| {
+            CommitError::Unverified(format!("the next checkpoint does not follow: {e}"))
+        })
     }
 }
 
@@ -515,6 +555,35 @@ mod tests {
             })
             .collect();
         seq.commit(jobs).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_in_memory_tree_is_never_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let signer =
+            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
+        let (mut seq, latest) =
+            Sequencer::new(storage.clone(), signer, Frontier::new(), None).unwrap();
+        commit(&mut seq, (0..5).map(record));
+        let before = latest.borrow().checkpoint().clone();
+        // Flip one bit of one right-border hash held in memory, as a memory error would.
+        let mut hashes = seq.frontier.hashes().to_vec();
+        hashes[0][0] ^= 1;
+        seq.frontier = Frontier::from_hashes(seq.frontier.size(), hashes).unwrap();
+        let (tx, _rx) = oneshot::channel();
+        let err = seq
+            .commit(vec![Job {
+                entry: record(5),
+                reply: tx,
+            }])
+            .unwrap_err();
+        assert!(matches!(err, CommitError::Unverified(_)), "{err}");
+        // Nothing was signed, stored or published.
+        assert_eq!(latest.borrow().checkpoint(), &before);
+        let (epoch, _) = storage.latest_checkpoint().unwrap().unwrap();
+        assert_eq!(epoch, before.epoch);
+        assert!(storage.entry(5).unwrap().is_none());
     }
 
     /// A message-log record: the sequencer refuses bytes that are no entry.
