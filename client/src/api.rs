@@ -6,9 +6,10 @@ use kt_core::entry::Record;
 use kt_core::hash::Hash;
 use kt_core::note::NoteVerifier;
 use kt_proto::v1::log_client::LogClient as RpcClient;
+use kt_proto::v1::witnessing_client::WitnessingClient;
 use kt_proto::v1::{
-    AppendRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
-    GetInclusionProofRequest, WatchCheckpointsRequest,
+    AddCosignatureRequest, AppendRequest, GetCheckpointRequest, GetConsistencyProofRequest,
+    GetEntriesRequest, GetInclusionProofRequest, WatchCheckpointsRequest,
 };
 use kt_proto::{checkpoint_note, hashes_from_wire, AppendReceipt};
 use tonic::transport::{Channel, Endpoint};
@@ -163,6 +164,18 @@ impl LogApi {
             });
         }
         Ok(out)
+    }
+
+    /// Submits a witness cosignature line (without its final newline) over the checkpoint of
+    /// `epoch` (the `Witnessing` service).
+    pub async fn add_cosignature(&self, epoch: u64, line: String) -> Result<(), ClientError> {
+        WitnessingClient::new(self.channel.clone())
+            .add_cosignature(AddCosignatureRequest {
+                epoch,
+                cosignature: line,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Every checkpoint after `after_epoch` (or from the latest), then each new one, each

@@ -25,12 +25,15 @@ pub use directory::{
 };
 pub use state::{write_atomically, write_private_atomically, StateError, TrustedStateFile};
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use kt_core::checkpoint::{CheckpointError, SignedCheckpoint};
+use kt_core::cosignature::{CosignatureError, WitnessPolicy};
 use kt_core::directory::{AnswerError, DirectoryError, KeyError, RuleError};
 use kt_core::entry::{Entry, EntryError, Namespace, Record};
 use kt_core::hash::{leaf_hash, Hash};
 use kt_core::merkle::{verify_inclusion, VerifyError};
-use kt_core::note::NoteError;
+use kt_core::note::{Note, NoteError};
 use kt_core::trust::{self, Step, Violation};
 use kt_proto::WireError;
 use thiserror::Error;
@@ -103,6 +106,28 @@ pub enum ClientError {
     NotCurrentKey { identifier: String, version: u64 },
     #[error("the provider token cannot be sent as gRPC metadata (it must be visible ASCII)")]
     BadToken,
+    /// The checkpoint did not collect enough witness cosignatures in time. Not a violation:
+    /// the witnesses may be slow, down, or refusing a checkpoint they could not verify.
+    #[error("the checkpoint of epoch {epoch} carries {found} valid cosignatures from the witness policy, {threshold} required (waited {waited_ms} ms)")]
+    NoQuorum {
+        epoch: u64,
+        found: usize,
+        threshold: usize,
+        waited_ms: u64,
+    },
+    /// The checkpoint is older than the freshness bound allows (a stalled or withholding log,
+    /// or a wrong local clock).
+    #[error(
+        "the checkpoint of epoch {epoch} is {age_ms} ms old, more than the allowed {max_ms} ms"
+    )]
+    Stale {
+        epoch: u64,
+        age_ms: u64,
+        max_ms: u64,
+    },
+    /// A witness's checkpoint (gossip) that does not open or is not from the policy's witness.
+    #[error("witness checkpoint rejected: {0}")]
+    Gossip(String),
 }
 
 /// An answer that does not verify (see [`ClientError::Answer`]).
@@ -222,6 +247,36 @@ use Seen::{Latest, Receipt};
 struct Pending {
     refresh: Refresh,
     store: bool,
+    /// The checkpoint as checked: the one offered, or the same checkpoint asked for again with
+    /// the cosignatures the policy required.
+    checked: SignedCheckpoint,
+}
+
+/// What a client requires of every checkpoint beyond the log's signature (`docs/protocol.md`
+/// §13): witness cosignatures and freshness. The default requires neither.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// At least k of these n witnesses must have cosigned the checkpoint.
+    pub witnesses: Option<WitnessPolicy>,
+    /// Largest age of a checkpoint's `time` against the local clock. Applies to the server's
+    /// latest checkpoint and to receipts, not to a checkpoint asked for by epoch.
+    pub max_age: Option<Duration>,
+    /// How long to keep asking for the checkpoint of the same epoch while its cosignatures
+    /// arrive (witnesses cosign only after verifying it) before giving up.
+    pub quorum_wait: Duration,
+}
+
+/// The default time to wait for a quorum.
+pub const DEFAULT_QUORUM_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a checkpoint is asked for again while its cosignatures arrive.
+const QUORUM_POLL: Duration = Duration::from_millis(50);
+
+/// Milliseconds since the Unix epoch by the local clock.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A client with a trusted state on disk.
@@ -229,6 +284,7 @@ struct Pending {
 pub struct LogClient {
     api: LogApi,
     state: TrustedStateFile,
+    policy: Policy,
 }
 
 impl LogClient {
@@ -241,7 +297,21 @@ impl LogClient {
     ) -> Result<Self, ClientError> {
         let api = LogApi::connect(server, log_key).await?;
         let state = TrustedStateFile::open(state_path.into(), api.verifier())?;
-        Ok(LogClient { api, state })
+        Ok(LogClient {
+            api,
+            state,
+            policy: Policy::default(),
+        })
+    }
+
+    /// Requires `policy` of every checkpoint from now on.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The transport, for callers that need raw reads (the auditor).
@@ -273,10 +343,13 @@ impl LogClient {
     /// The step of [`LogClient::accept`] without writing the state: what the trusted state
     /// becomes once the caller has verified everything else.
     async fn check(&self, new: SignedCheckpoint, kind: Seen) -> Result<Pending, ClientError> {
+        let new = self.require_policy(new, kind).await?;
+        let checked = new.clone();
         let Some(trusted) = self.state.checkpoint().cloned() else {
             return Ok(Pending {
                 refresh: Refresh::FirstUse(new),
                 store: true,
+                checked,
             });
         };
         let (t, n) = (trusted.checkpoint(), new.checkpoint());
@@ -289,6 +362,7 @@ impl LogClient {
             return Ok(Pending {
                 refresh: Refresh::Unchanged(trusted),
                 store: false,
+                checked,
             });
         }
         let proof = if t.size < n.size && n.epoch > t.epoch {
@@ -300,6 +374,7 @@ impl LogClient {
             Step::Same => Pending {
                 refresh: Refresh::Unchanged(trusted),
                 store: false,
+                checked,
             },
             Step::Advanced(next) => Pending {
                 refresh: Refresh::Advanced {
@@ -307,8 +382,99 @@ impl LogClient {
                     to: next,
                 },
                 store: true,
+                checked,
             },
         })
+    }
+
+    /// Applies the [`Policy`] to a signature-checked checkpoint: fresh enough (unless asked for
+    /// by epoch), and cosigned by enough of the policy's witnesses. While the quorum is short,
+    /// asks for the checkpoint of the same epoch again (cosignatures arrive after signing) for up
+    /// to `quorum_wait`; a different body for the epoch is a fork. Returns the checkpoint with
+    /// the most cosignatures seen.
+    async fn require_policy(
+        &self,
+        mut new: SignedCheckpoint,
+        kind: Seen,
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let epoch = new.checkpoint().epoch;
+        if let (Some(max), true) = (self.policy.max_age, kind != Seen::Past) {
+            let age_ms = now_ms().saturating_sub(new.checkpoint().time_ms);
+            let max_ms = max.as_millis() as u64;
+            if age_ms > max_ms {
+                return Err(ClientError::Stale {
+                    epoch,
+                    age_ms,
+                    max_ms,
+                });
+            }
+        }
+        let Some(witnesses) = &self.policy.witnesses else {
+            return Ok(new);
+        };
+        let started = Instant::now();
+        loop {
+            let note = Note::parse(new.note().as_bytes()).map_err(CheckpointError::from)?;
+            match witnesses.check(&note) {
+                Ok(_) => return Ok(new),
+                Err(CosignatureError::NoQuorum { found, threshold })
+                    if started.elapsed() >= self.policy.quorum_wait =>
+                {
+                    return Err(ClientError::NoQuorum {
+                        epoch,
+                        found,
+                        threshold,
+                        waited_ms: started.elapsed().as_millis() as u64,
+                    });
+                }
+                Err(CosignatureError::NoQuorum { .. }) => {}
+                Err(e) => return Err(ClientError::Gossip(e.to_string())),
+            }
+            tokio::time::sleep(QUORUM_POLL).await;
+            let again = self.api.checkpoint(Some(epoch)).await?;
+            if let Err(v) = trust::advance(&new, &again, &[]) {
+                return Err(v.into());
+            }
+            new = again;
+        }
+    }
+
+    /// Gossip through a witness: `witness_note` is the latest checkpoint the witness `witness`
+    /// cosigned (as it serves it, `docs/protocol.md` §13). It must carry the log's signature and
+    /// a valid cosignature of that witness, and be consistent with the trusted state (an older
+    /// one a prefix of it, the same epoch the same body, a newer one an extension). The trusted
+    /// state does not move. A checkpoint the witness cosigned that conflicts with ours is a
+    /// [`ClientError::Violation`]: someone was shown another view.
+    pub async fn check_witness(
+        &self,
+        witness: &kt_core::cosignature::CosignatureVerifier,
+        witness_note: &[u8],
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let theirs = self.api.open(witness_note)?;
+        let note = Note::parse(theirs.note().as_bytes()).map_err(CheckpointError::from)?;
+        witness
+            .verify_note(&note)
+            .map_err(|e| ClientError::Gossip(e.to_string()))?;
+        let Some(ours) = self.state.checkpoint().cloned() else {
+            return Ok(theirs);
+        };
+        let (o, t) = (ours.checkpoint(), theirs.checkpoint());
+        if t.epoch < o.epoch {
+            let proof = if t.size == o.size {
+                Vec::new()
+            } else {
+                self.consistency(t.size, o.size).await?
+            };
+            trust::advance(&theirs, &ours, &proof)?;
+        } else {
+            let proof = if t.epoch > o.epoch {
+                self.consistency(o.size, t.size).await?
+            } else {
+                Vec::new()
+            };
+            trust::advance(&ours, &theirs, &proof)?;
+        }
+        Ok(theirs)
     }
 
     /// Writes the state a [`LogClient::check`] decided on.
@@ -341,8 +507,11 @@ impl LogClient {
         }
         let checkpoint = self.api.open(&receipt.checkpoint_note)?;
         // The checkpoint first: a receipt whose checkpoint is not consistent with the trusted
-        // state is a fork, with signed evidence, whatever its proof says.
-        self.accept(checkpoint.clone(), Receipt).await?;
+        // state is a fork, with signed evidence, whatever its proof says. It comes back with
+        // the cosignatures the witness policy asked for.
+        let pending = self.check(checkpoint, Receipt).await?;
+        let checkpoint = pending.checked.clone();
+        self.commit(pending)?;
         let cp = checkpoint.checkpoint();
         verify_inclusion(
             &leaf_hash(&receipt.entry),

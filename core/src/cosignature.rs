@@ -71,6 +71,12 @@ pub enum CosignatureError {
     Missing { name: String, id: u32 },
     #[error("two cosignatures from {name}+{id:08x}")]
     Duplicate { name: String, id: u32 },
+    #[error("malformed cosigner private key")]
+    MalformedPrivateKey,
+    #[error("witness policy: {0}")]
+    Policy(&'static str),
+    #[error("{found} valid cosignatures from the witness policy, {threshold} required")]
+    NoQuorum { found: usize, threshold: usize },
 }
 
 /// `SHA-256(name || 0x0A || 0x04 || public key)[:4]` as a big-endian `u32`.
@@ -114,6 +120,42 @@ impl Cosigner {
         let key = SigningKey::from_bytes(&seed);
         let id = key_id(&name, &key.verifying_key());
         Self { name, id, key }
+    }
+
+    /// Parses `PRIVATE+KEY+<name>+<hex8 key id>+base64(0x04 || 32-byte seed)`, the signer key
+    /// format of signed notes with the cosignature type byte, checking the key id.
+    pub fn parse(s: &str) -> Result<Self, CosignatureError> {
+        let bad = CosignatureError::MalformedPrivateKey;
+        let rest = s.trim().strip_prefix("PRIVATE+KEY+").ok_or(bad.clone())?;
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(seed_b64)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad);
+        };
+        let name = KeyName::new(name)?;
+        let raw = BASE64.decode(seed_b64).map_err(|_| bad.clone())?;
+        let seed: [u8; 32] = match raw.split_first() {
+            Some((&ALG_COSIGNATURE_V1, rest)) => rest.try_into().map_err(|_| bad.clone())?,
+            _ => return Err(bad),
+        };
+        let cosigner = Self::from_seed(name, seed);
+        if id_hex != format!("{:08x}", cosigner.id) {
+            return Err(bad);
+        }
+        Ok(cosigner)
+    }
+
+    /// The secret key string accepted by [`Cosigner::parse`]. Keep it secret.
+    pub fn to_private_string(&self) -> String {
+        let mut raw = Vec::with_capacity(33);
+        raw.push(ALG_COSIGNATURE_V1);
+        raw.extend_from_slice(self.key.as_bytes());
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.id,
+            BASE64.encode(raw)
+        )
     }
 
     pub fn name(&self) -> &KeyName {
@@ -387,5 +429,72 @@ impl Cosignature {
 
     pub fn signature(&self) -> &[u8; 64] {
         &self.signature
+    }
+}
+
+/// A verifier's witness policy: a checkpoint counts only when at least `threshold` of
+/// `witnesses` validly cosigned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessPolicy {
+    witnesses: Vec<CosignatureVerifier>,
+    threshold: usize,
+}
+
+impl WitnessPolicy {
+    /// `1 <= threshold <= witnesses.len()`, and no two witnesses with the same name and key id.
+    pub fn new(
+        witnesses: Vec<CosignatureVerifier>,
+        threshold: usize,
+    ) -> Result<Self, CosignatureError> {
+        if threshold == 0 {
+            return Err(CosignatureError::Policy("the threshold must be at least 1"));
+        }
+        if threshold > witnesses.len() {
+            return Err(CosignatureError::Policy(
+                "the threshold is larger than the number of witnesses",
+            ));
+        }
+        for (i, w) in witnesses.iter().enumerate() {
+            if witnesses[..i]
+                .iter()
+                .any(|o| o.name == w.name && o.id == w.id)
+            {
+                return Err(CosignatureError::Policy("a witness is listed twice"));
+            }
+        }
+        Ok(Self {
+            witnesses,
+            threshold,
+        })
+    }
+
+    pub fn witnesses(&self) -> &[CosignatureVerifier] {
+        &self.witnesses
+    }
+
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// The policy's witnesses whose cosignature on `note` verifies, with their cosignatures.
+    /// Lines of other keys are ignored; a missing, duplicated or invalid line of a policy
+    /// witness does not count.
+    pub fn cosigners<'a>(&'a self, note: &Note) -> Vec<(&'a CosignatureVerifier, Cosignature)> {
+        self.witnesses
+            .iter()
+            .filter_map(|w| w.verify_note(note).ok().map(|c| (w, c)))
+            .collect()
+    }
+
+    /// Requires at least `threshold` valid cosignatures on `note`; returns how many there are.
+    pub fn check(&self, note: &Note) -> Result<usize, CosignatureError> {
+        let found = self.cosigners(note).len();
+        if found < self.threshold {
+            return Err(CosignatureError::NoQuorum {
+                found,
+                threshold: self.threshold,
+            });
+        }
+        Ok(found)
     }
 }

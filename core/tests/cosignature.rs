@@ -388,3 +388,58 @@ fn cosigner_debug_hides_the_seed() {
     assert!(!dbg.contains(&hex::encode(WITNESS_SEED)), "{dbg}");
     assert!(dbg.contains(WITNESS_NAME), "{dbg}");
 }
+
+#[test]
+fn private_key_string_round_trips_and_is_checked() {
+    let w = witness();
+    let s = w.to_private_string();
+    assert!(s.starts_with("PRIVATE+KEY+witness.example/w1+"));
+    let back = Cosigner::parse(&s).unwrap();
+    assert_eq!(back.verifier(), w.verifier());
+    // A note signer key (type 0x01) is not a cosigner key, and a wrong key id is refused.
+    let note_key = NoteSigner::from_seed(KeyName::new(WITNESS_NAME).unwrap(), WITNESS_SEED)
+        .to_private_string();
+    assert_eq!(
+        Cosigner::parse(&note_key).unwrap_err(),
+        CosignatureError::MalformedPrivateKey
+    );
+    let wrong_id = s.replacen(&format!("{:08x}", w.key_id()), "00000000", 1);
+    assert!(Cosigner::parse(&wrong_id).is_err());
+    assert!(!format!("{w:?}").contains(&s[s.len() - 20..]));
+}
+
+#[test]
+fn witness_policy_counts_only_valid_cosignatures_of_its_witnesses() {
+    use kt_core::cosignature::WitnessPolicy;
+    let signed = SignedCheckpoint::sign(checkpoint(), &log_signer()).unwrap();
+    let ws: Vec<Cosigner> = (0..3u8)
+        .map(|i| Cosigner::from_seed(KeyName::new(format!("w{i}")).unwrap(), [i + 1; 32]))
+        .collect();
+    let policy = WitnessPolicy::new(ws.iter().map(|w| w.verifier()).collect(), 2).unwrap();
+    let body = checkpoint().body();
+    let line = |w: &Cosigner| w.cosign(&body, TIME).unwrap().to_line() + "\n";
+    let with = |lines: &[String]| {
+        let note = format!("{}{}", signed.note(), lines.concat());
+        Note::parse(note.as_bytes()).unwrap()
+    };
+    assert_eq!(
+        policy.check(&with(&[line(&ws[0])])),
+        Err(CosignatureError::NoQuorum {
+            found: 1,
+            threshold: 2
+        })
+    );
+    assert_eq!(policy.check(&with(&[line(&ws[0]), line(&ws[2])])), Ok(2));
+    // A cosignature over another body, and one by a key outside the policy, do not count.
+    let mut other = checkpoint();
+    other.size = 3;
+    let forged = ws[1].cosign(&other.body(), TIME).unwrap().to_line() + "\n";
+    let outsider = Cosigner::from_seed(KeyName::new("w9").unwrap(), [9; 32]);
+    assert!(policy
+        .check(&with(&[line(&ws[0]), forged, line(&outsider)]))
+        .is_err());
+    // Bad policies.
+    assert!(WitnessPolicy::new(vec![ws[0].verifier()], 2).is_err());
+    assert!(WitnessPolicy::new(vec![ws[0].verifier()], 0).is_err());
+    assert!(WitnessPolicy::new(vec![ws[0].verifier(), ws[0].verifier()], 1).is_err());
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kt_core::cosignature::CosignatureVerifier;
 use kt_core::note::KeyName;
 use serde::Deserialize;
 use thiserror::Error;
@@ -56,6 +57,11 @@ pub struct RawConfig {
     /// first start when no token is given.
     #[arg(long, env = "KTD_PROVIDER_TOKEN_FILE")]
     pub provider_token_file: Option<PathBuf>,
+    /// A witness's cosignature verifier key (`<name>+<hex8 id>+base64(0x04 || key)`, as
+    /// `kt-audit witness-keygen` prints it); repeat for each witness. Only these keys may submit
+    /// cosignatures. The environment variable takes a comma-separated list.
+    #[arg(long = "witness", env = "KTD_WITNESSES", value_delimiter = ',')]
+    pub witnesses: Option<Vec<String>>,
 }
 
 fn parse_startup_check(s: &str) -> Result<StartupCheck, String> {
@@ -82,6 +88,7 @@ impl RawConfig {
             startup_check: self.startup_check.or(lower.startup_check),
             provider_token: self.provider_token.or(lower.provider_token),
             provider_token_file: self.provider_token_file.or(lower.provider_token_file),
+            witnesses: self.witnesses.or(lower.witnesses),
         }
     }
 
@@ -144,7 +151,13 @@ pub struct Config {
     pub sequencer: SequencerConfig,
     pub startup_check: StartupCheck,
     pub provider_token: ProviderTokenSource,
+    /// The witnesses whose cosignatures are accepted (at most [`MAX_WITNESSES`]).
+    pub witnesses: Vec<CosignatureVerifier>,
 }
+
+/// Most witnesses a log accepts cosignatures from: every served note carries one line per
+/// witness, and notes are parsed with at most 100 signature lines.
+pub const MAX_WITNESSES: usize = 50;
 
 /// A configuration that cannot be used; the server exits before binding anything.
 #[derive(Debug, Error)]
@@ -272,7 +285,30 @@ impl Config {
                 ProviderTokenSource::File(data_dir.join(DEFAULT_PROVIDER_TOKEN_FILE_NAME))
             }
         };
+        let mut witnesses: Vec<CosignatureVerifier> = Vec::new();
+        for w in raw.witnesses.unwrap_or_default() {
+            let w = w.trim();
+            if w.is_empty() {
+                continue;
+            }
+            let parsed = CosignatureVerifier::parse(w)
+                .map_err(|e| invalid("witnesses", format!("{w:?}: {e}")))?;
+            if witnesses
+                .iter()
+                .any(|o| o.name() == parsed.name() && o.key_id() == parsed.key_id())
+            {
+                return Err(invalid("witnesses", format!("{w:?} is listed twice")));
+            }
+            witnesses.push(parsed);
+        }
+        if witnesses.len() > MAX_WITNESSES {
+            return Err(invalid(
+                "witnesses",
+                format!("{} witnesses, at most {MAX_WITNESSES}", witnesses.len()),
+            ));
+        }
         Ok(Config {
+            witnesses,
             provider_token,
             data_dir,
             grpc_addr,
@@ -387,6 +423,41 @@ mod tests {
             }),
             "key_file"
         );
+    }
+
+    #[test]
+    fn witnesses_are_parsed_from_toml_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = kt_core::cosignature::Cosigner::from_seed(KeyName::new("w1").unwrap(), [7; 32])
+            .verifier()
+            .to_string();
+        let path = dir.path().join("ktd.toml");
+        std::fs::write(&path, format!("witnesses = [\"{w}\"]\n")).unwrap();
+        let raw = RawConfig {
+            data_dir: Some(dir.path().to_owned()),
+            ..RawConfig::default()
+        }
+        .or(RawConfig::from_file(&path).unwrap());
+        let c = Config::validate(raw.clone()).unwrap();
+        assert_eq!(c.witnesses.len(), 1);
+        assert_eq!(c.witnesses[0].to_string(), w);
+        let bad = |witnesses: Vec<String>| {
+            let raw = RawConfig {
+                witnesses: Some(witnesses),
+                ..raw.clone()
+            };
+            match Config::validate(raw) {
+                Err(ConfigError::Invalid { field, .. }) => field,
+                other => panic!("expected an invalid witness list, got {other:?}"),
+            }
+        };
+        assert_eq!(bad(vec!["not a key".into()]), "witnesses");
+        assert_eq!(bad(vec![w.clone(), w.clone()]), "witnesses");
+        // A log (note) key is not a witness key.
+        let note_key = kt_core::note::NoteSigner::from_seed(KeyName::new("w1").unwrap(), [7; 32])
+            .verifier()
+            .to_string();
+        assert_eq!(bad(vec![note_key]), "witnesses");
     }
 
     #[test]

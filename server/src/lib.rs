@@ -13,6 +13,7 @@ pub mod sequencer;
 pub mod service;
 pub mod startup;
 pub mod storage;
+pub mod witnessing;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use kt_core::note::NoteSigner;
 use kt_proto::v1::directory_server::DirectoryServer;
 use kt_proto::v1::log_server::LogServer;
 use kt_proto::v1::messages_server::MessagesServer;
+use kt_proto::v1::witnessing_server::WitnessingServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
@@ -33,6 +35,7 @@ use crate::directory_service::{DirectoryService, ProviderToken};
 use crate::sequencer::Sequencer;
 use crate::service::LogService;
 use crate::storage::Storage;
+use crate::witnessing::WitnessingService;
 
 /// Largest gRPC message the server accepts or sends.
 pub const MAX_GRPC_MESSAGE: usize = 256 * 1024;
@@ -74,6 +77,15 @@ impl RunningServer {
             {
                 tracing::warn!("a listener did not drain within 10 s");
             }
+        }
+        // Tasks that outlive their request (a watch stream noticing that the log closed) still
+        // hold the storage for a moment: wait for them, so that the database is closed (and
+        // its lock released) when this returns.
+        for _ in 0..500 {
+            if Arc::strong_count(&self.storage) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -121,6 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 
     let signer = load_or_create_key(&config)?;
     let verifier = signer.verifier();
+    let log_key = verifier.clone();
     let verifier_key = verifier.to_string();
     let storage = Arc::new(
         Storage::open(&config.data_dir)
@@ -147,6 +160,36 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             "storage verified against the last signed checkpoint"
         );
     }
+    // The latest checkpoint is published with the cosignatures stored for it before a restart.
+    let publisher = sequencer.publisher();
+    {
+        let epoch = latest.borrow().checkpoint().epoch;
+        let note = storage
+            .checkpoint(epoch)?
+            .context("the latest checkpoint is missing")?;
+        let cosigned = Arc::new(kt_core::checkpoint::SignedCheckpoint::open(
+            &note,
+            &config.origin,
+            &log_key,
+        )?);
+        if let Some(sender) = publisher.upgrade() {
+            sender.send_if_modified(|current| {
+                let same = current.checkpoint() == cosigned.checkpoint();
+                if same {
+                    *current = cosigned.clone();
+                }
+                same
+            });
+        }
+    }
+    let (cosigned, _) = tokio::sync::broadcast::channel(64);
+    let witnessing = WitnessingService::new(
+        storage.clone(),
+        config.witnesses.clone(),
+        log_key,
+        publisher,
+        cosigned.clone(),
+    );
     let sequencer_shutdown = Arc::new(AtomicBool::new(false));
     let (handle, sequencer_thread) =
         sequencer.spawn(config.sequencer.clone(), sequencer_shutdown.clone());
@@ -161,7 +204,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         latest.clone(),
         ProviderToken::new(Some(&provider_token)),
     );
-    let service = LogService::new(storage.clone(), handle, latest.clone());
+    let service = LogService::new(storage.clone(), handle, latest.clone(), cosigned);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LogServer<LogService>>().await;
     health_reporter
@@ -169,6 +212,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await;
     health_reporter
         .set_serving::<MessagesServer<DirectoryService>>()
+        .await;
+    health_reporter
+        .set_serving::<WitnessingServer<WitnessingService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kt_proto::v1::FILE_DESCRIPTOR_SET)
@@ -187,6 +233,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let messages = MessagesServer::new(directory.clone())
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
             .max_encoding_message_size(MAX_GRPC_MESSAGE);
+        let witnessing = WitnessingServer::new(witnessing)
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE);
         let directory = DirectoryServer::new(directory)
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
             .max_encoding_message_size(MAX_GRPC_MESSAGE);
@@ -198,6 +247,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 .add_service(log)
                 .add_service(directory)
                 .add_service(messages)
+                .add_service(witnessing)
                 // Small request/answer exchanges: without TCP_NODELAY each waits on delayed ACKs.
                 .serve_with_incoming_shutdown(
                     TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),

@@ -156,7 +156,9 @@ pub struct Sequencer {
     /// The incomplete right-most tile of each tile level (at most 255 hashes each).
     partial_tiles: Vec<Vec<Hash>>,
     latest: Arc<SignedCheckpoint>,
-    published: watch::Sender<Arc<SignedCheckpoint>>,
+    /// Shared only weakly (see [`Sequencer::publisher`]): when the sequencer stops, the channel
+    /// closes and watchers end.
+    published: Arc<watch::Sender<Arc<SignedCheckpoint>>>,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -202,10 +204,16 @@ impl Sequencer {
                 frontier,
                 partial_tiles,
                 latest,
-                published,
+                published: Arc::new(published),
             },
             subscribed,
         ))
+    }
+
+    /// The sender of the published checkpoint, for the witnessing service, which replaces the
+    /// latest checkpoint with the same checkpoint carrying more cosignatures.
+    pub fn publisher(&self) -> std::sync::Weak<watch::Sender<Arc<SignedCheckpoint>>> {
+        Arc::downgrade(&self.published)
     }
 
     /// Starts the sequencer thread. Setting `shutdown` makes it finish the current epoch

@@ -15,13 +15,14 @@ use kt_proto::v1::{
     GetInclusionProofRequest, GetInclusionProofResponse, LogEntry, WatchCheckpointsRequest,
 };
 use kt_proto::{hashes_to_wire, AppendReceipt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::sequencer::SequencerHandle;
 use crate::storage::Storage;
+use crate::witnessing::Cosigned;
 
 /// Most entries one `GetEntries` call returns.
 pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
@@ -32,13 +33,15 @@ const STREAM_BUFFER: usize = 32;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// The log service's shared state: storage for reads, the sequencer for writes, and the latest
-/// published checkpoint.
+/// The log service's shared state: storage for reads, the sequencer for writes, the latest
+/// published checkpoint (with the cosignatures collected so far) and the epochs that gain
+/// cosignatures.
 #[derive(Debug, Clone)]
 pub struct LogService {
     storage: Arc<Storage>,
     sequencer: SequencerHandle,
     latest: watch::Receiver<Arc<SignedCheckpoint>>,
+    cosigned: Cosigned,
 }
 
 impl LogService {
@@ -46,11 +49,13 @@ impl LogService {
         storage: Arc<Storage>,
         sequencer: SequencerHandle,
         latest: watch::Receiver<Arc<SignedCheckpoint>>,
+        cosigned: Cosigned,
     ) -> Self {
         LogService {
             storage,
             sequencer,
             latest,
+            cosigned,
         }
     }
 
@@ -274,8 +279,22 @@ impl Log for LogService {
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let storage = self.storage.clone();
+        let mut cosigned = self.cosigned.subscribe();
         tokio::spawn(async move {
+            // Set when a cosignature arrived for the newest checkpoint delivered: deliver it again.
+            let mut again: Option<u64> = None;
             loop {
+                if let Some(epoch) = again.take() {
+                    let s = storage.clone();
+                    // Best effort: the checkpoint was delivered once already.
+                    if let Ok(Ok(Some(note))) =
+                        tokio::task::spawn_blocking(move || s.checkpoint(epoch)).await
+                    {
+                        if tx.send(Ok(Checkpoint { note })).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 let latest = published.borrow_and_update().checkpoint().epoch;
                 // Deliver every epoch in order, from storage, even if several were signed
                 // while this reader was slow.
@@ -306,6 +325,11 @@ impl Log for LogService {
                 }
                 tokio::select! {
                     changed = published.changed() => if changed.is_err() { return },
+                    got = cosigned.recv() => match got {
+                        Ok(epoch) if epoch + 1 == next => again = Some(epoch),
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
                     _ = tx.closed() => return,
                 }
             }

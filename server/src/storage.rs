@@ -10,6 +10,7 @@
 //! | `labels`      | label (32)                            | the label's current state                  |
 //! | `versions`    | label (32), version u64 BE            | log index of that KeyUpdate, u64 BE        |
 //! | `messages`    | author label (32), sequence u64 BE    | log index of that Message, u64 BE          |
+//! | `cosignatures`| epoch u64 BE, witness key id u32 BE   | the witness's cosignature line (UTF-8)     |
 //!
 //! The directory's column families are in `crate::directory_store`. Map pages are versioned by
 //! epoch (a page is rewritten under the epoch that changed it), so a lookup at any past epoch
@@ -42,7 +43,8 @@ pub(crate) const CF_MAP_PAGES: &str = "map_pages";
 pub(crate) const CF_LABELS: &str = "labels";
 pub(crate) const CF_VERSIONS: &str = "versions";
 pub(crate) const CF_MESSAGES: &str = "messages";
-const COLUMN_FAMILIES: [&str; 8] = [
+const CF_COSIGNATURES: &str = "cosignatures";
+const COLUMN_FAMILIES: [&str; 9] = [
     CF_ENTRIES,
     CF_TILES,
     CF_CHECKPOINTS,
@@ -51,6 +53,7 @@ const COLUMN_FAMILIES: [&str; 8] = [
     CF_LABELS,
     CF_VERSIONS,
     CF_MESSAGES,
+    CF_COSIGNATURES,
 ];
 
 /// A storage failure. Reads and writes that fail leave the database as it was.
@@ -133,9 +136,49 @@ impl Storage {
         Ok(())
     }
 
-    /// The signed note of the checkpoint of `epoch`.
+    /// The signed note of the checkpoint of `epoch`, with the witness cosignatures collected so
+    /// far appended as extra signature lines (the log's signature stays first). Every answer that
+    /// carries a stored checkpoint reads it here.
     pub fn checkpoint(&self, epoch: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(note) = self.log_checkpoint(epoch)? else {
+            return Ok(None);
+        };
+        Ok(Some(with_cosignatures(note, &self.cosignatures(epoch)?)))
+    }
+
+    /// The checkpoint of `epoch` exactly as the log signed it, without cosignatures.
+    pub fn log_checkpoint(&self, epoch: u64) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.db.get_cf(self.cf(CF_CHECKPOINTS), u64_key(epoch))?)
+    }
+
+    /// The cosignature lines stored for `epoch` (without final newlines), by witness key id.
+    pub fn cosignatures(&self, epoch: u64) -> Result<Vec<String>, StorageError> {
+        let prefix = u64_key(epoch);
+        let mode = IteratorMode::From(&prefix, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_COSIGNATURES), mode) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(String::from_utf8(v.to_vec()).map_err(|_| {
+                StorageError::Corrupt(format!("a cosignature of epoch {epoch} is not UTF-8"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Stores (synced) a verified cosignature line of the witness `key_id` for `epoch`,
+    /// replacing an earlier one of the same witness.
+    pub fn put_cosignature(&self, epoch: u64, key_id: u32, line: &str) -> Result<(), StorageError> {
+        let mut key = [0u8; 12];
+        key[..8].copy_from_slice(&u64_key(epoch));
+        key[8..].copy_from_slice(&key_id.to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_COSIGNATURES), key, line.as_bytes(), &wo)?;
+        Ok(())
     }
 
     /// The newest stored checkpoint: `(epoch, note)`.
@@ -244,6 +287,15 @@ impl Storage {
         self.db.delete_cf(self.cf(cf), key)?;
         Ok(())
     }
+}
+
+/// A signed note with cosignature lines appended, one per line, each ending in a newline.
+pub fn with_cosignatures(mut note: Vec<u8>, lines: &[String]) -> Vec<u8> {
+    for line in lines {
+        note.extend_from_slice(line.as_bytes());
+        note.push(b'\n');
+    }
+    note
 }
 
 fn check_tile_bytes(level: u8, index: u64, bytes: &[u8]) -> Result<(), StorageError> {

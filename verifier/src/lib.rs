@@ -10,11 +10,14 @@
 //! directory: on every start the directory is replayed from entry 0 up to the stored checkpoint
 //! (whose root the re-downloaded entries must give, and whose map root the replay must give),
 //! then the audit continues epoch by epoch (`docs/operations.md`, "Auditing").
+//!
+//! With a witness key ([`Auditor::set_witness`]) it is also a witness: see [`witness`].
 
 mod evidence;
 pub mod replay;
 mod state;
 mod tiles;
+pub mod witness;
 
 use std::path::PathBuf;
 
@@ -32,6 +35,7 @@ pub use evidence::{EntryEvidence, Finding, MapChange, ReplayEvidence};
 pub use replay::{Replay, ReplayViolation};
 pub use state::AuditState;
 use tiles::TileChecker;
+use witness::Witness;
 
 /// Entries fetched per call (the server's limit).
 const ENTRY_BATCH: u64 = 10_000;
@@ -75,6 +79,8 @@ pub struct Auditor {
     unsaved: u64,
     /// The directory as of `state.frontier` (rebuilt on start: see [`Auditor::resume_replay`]).
     replay: Replay,
+    /// Set when this auditor is also a witness.
+    witness: Option<Witness>,
 }
 
 impl Auditor {
@@ -109,7 +115,25 @@ impl Auditor {
             progress,
             unsaved: 0,
             replay: Replay::new(),
+            witness: None,
         })
+    }
+
+    /// Makes this auditor a witness: from now on each checkpoint whose audit step passes is
+    /// cosigned with `cosigner` and submitted to the server. The witness state lives in the
+    /// state directory ([`witness::WITNESS_STATE_FILE`]).
+    pub fn set_witness(&mut self, cosigner: kt_core::cosignature::Cosigner) -> anyhow::Result<()> {
+        let dir = self
+            .state_path
+            .parent()
+            .expect("the state file is in the state directory");
+        self.witness = Some(Witness::open(cosigner, dir, &self.verifier)?);
+        Ok(())
+    }
+
+    /// The witness, if this auditor is one.
+    pub fn witness(&self) -> Option<&Witness> {
+        self.witness.as_ref()
     }
 
     /// The verified state.
@@ -154,6 +178,13 @@ impl Auditor {
                 return self.report(finding);
             }
         }
+        // The last audited checkpoint may not have been cosigned (or its cosignature may not
+        // have reached the server) before a restart.
+        if let Some(cp) = self.state.checkpoint.clone() {
+            if let Some(finding) = self.cosign(&cp).await? {
+                return self.report(finding);
+            }
+        }
         let after = self.state.checkpoint.as_ref().map(|c| c.checkpoint().epoch);
         if target.is_some_and(|t| Some(t) <= after) {
             self.save()?;
@@ -163,8 +194,21 @@ impl Auditor {
         while let Some(item) = stream.next().await {
             let cp = item?;
             let epoch = cp.checkpoint().epoch;
-            if let Some(finding) = self.audit_checkpoint(cp).await? {
-                return self.report(finding);
+            let again = self
+                .state
+                .checkpoint
+                .as_ref()
+                .is_some_and(|done| done.checkpoint() == cp.checkpoint());
+            if again {
+                // The server delivers a checkpoint again when it gains a cosignature: the body
+                // was audited (and cosigned) already.
+            } else {
+                if let Some(finding) = self.audit_checkpoint(cp.clone()).await? {
+                    return self.report(finding);
+                }
+                if let Some(finding) = self.cosign(&cp).await? {
+                    return self.report(finding);
+                }
             }
             if target.is_some_and(|t| epoch >= t) {
                 break;
@@ -399,6 +443,45 @@ impl Auditor {
         self.unsaved += 1;
         if grew || self.unsaved >= SAVE_EVERY {
             self.save()?;
+        }
+        Ok(None)
+    }
+
+    /// The witness step, for a checkpoint whose audit step just passed: refuse it if it conflicts
+    /// with the checkpoint this witness cosigned last (same epoch and another body, or a tree
+    /// that is not proven to extend it), else record it durably, cosign it and submit the
+    /// cosignature. A checkpoint older than the cosigned one (an audit catching up after its own
+    /// state was lost) is not cosigned; the walk reaches the cosigned epoch, where any other
+    /// body is a fork. A server that refuses the cosignature is reported, not a finding.
+    async fn cosign(&mut self, cp: &SignedCheckpoint) -> anyhow::Result<Option<Finding>> {
+        let Some(witness) = &self.witness else {
+            return Ok(None);
+        };
+        if let Some(prev) = witness.cosigned().cloned() {
+            let (p, n) = (prev.checkpoint(), cp.checkpoint());
+            if n.epoch < p.epoch {
+                return Ok(None);
+            }
+            let proof = if n.epoch > p.epoch && p.size > 0 && p.size < n.size {
+                self.api.consistency_proof(p.size, n.size).await?
+            } else {
+                Vec::new()
+            };
+            if let Err(v) = trust::advance(&prev, cp, &proof) {
+                let mut finding = Finding::from(v);
+                finding.detail = format!(
+                    "asked to cosign a checkpoint that conflicts with the one this witness cosigned: {}",
+                    finding.detail
+                );
+                return Ok(Some(finding));
+            }
+        }
+        let witness = self.witness.as_mut().expect("checked above");
+        let cosignature = witness.commit_and_cosign(cp, &self.verifier)?;
+        let epoch = cp.checkpoint().epoch;
+        if let Err(e) = self.api.add_cosignature(epoch, cosignature.to_line()).await {
+            tracing::warn!(epoch, error = %e, "the server did not take the cosignature");
+            eprintln!("kt-audit: the server did not take the cosignature of epoch {epoch}: {e}");
         }
         Ok(None)
     }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use kt_audit::{AuditConfig, Auditor, Outcome};
 
 #[derive(Debug, Parser)]
@@ -14,12 +14,14 @@ use kt_audit::{AuditConfig, Auditor, Outcome};
     about = "Audit a KeyTrail log: download every entry, recompute the tree, replay the directory, check every checkpoint and map root"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// gRPC address of ktd.
     #[arg(long, env = "KT_SERVER", default_value = kt_client::DEFAULT_SERVER)]
     server: String,
     /// The log's verifier key, or a file holding it.
     #[arg(long, env = "KT_LOG_KEY")]
-    log_key: String,
+    log_key: Option<String>,
     /// Where the audit state is kept between runs.
     #[arg(long, env = "KT_AUDIT_STATE_DIR", default_value = "./audit")]
     state_dir: PathBuf,
@@ -38,6 +40,27 @@ struct Cli {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Also be a witness: cosign every checkpoint that passes the audit with this key file
+    /// (`kt-audit witness-keygen` writes one) and submit the cosignature to the server.
+    #[arg(long, env = "KT_AUDIT_WITNESS_KEY")]
+    witness_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a new witness key file (mode 0600) and `<file>.pub`, and print the verifier key
+    /// (what ktd's `--witness` and a client's witness policy take).
+    WitnessKeygen {
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+        /// The witness's name, e.g. `witness.example.org/w1`.
+        #[arg(long)]
+        name: String,
+    },
+    /// Print the latest checkpoint this witness cosigned (the log's signature and this witness's
+    /// cosignature): what clients check with `kt check-witness` (gossip). Publish it anywhere.
+    WitnessLatest,
 }
 
 /// Exit code when the log was caught misbehaving (evidence written).
@@ -46,6 +69,35 @@ const EXIT_VIOLATION: u8 = 2;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::WitnessKeygen { out, name }) = &cli.command {
+        return match kt_audit::witness::generate_key(out, name) {
+            Ok(cosigner) => {
+                eprintln!(
+                    "wrote {} (mode 0600) and {}.pub",
+                    out.display(),
+                    out.display()
+                );
+                println!("{}", cosigner.verifier());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kt-audit: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::WitnessLatest) = &cli.command {
+        return match witness_latest(&cli) {
+            Ok(note) => {
+                print!("{note}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kt-audit: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if !cli.once && !cli.follow {
         eprintln!("kt-audit: choose --once (audit up to the latest checkpoint) or --follow (keep watching)");
         return ExitCode::FAILURE;
@@ -75,8 +127,37 @@ async fn main() -> ExitCode {
     }
 }
 
+fn witness_latest(cli: &Cli) -> anyhow::Result<String> {
+    let log_key = cli
+        .log_key
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--log-key (or KT_LOG_KEY) is required"))?;
+    let log_key = kt_core::note::NoteVerifier::parse(
+        &kt_client::read_log_key(log_key).map_err(anyhow::Error::msg)?,
+    )?;
+    let key_file = cli
+        .witness_key
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--witness-key is required"))?;
+    let cosigner = kt_audit::witness::load_key(key_file)?;
+    let witness = kt_audit::witness::Witness::open(cosigner, &cli.state_dir, &log_key)?;
+    let cp = witness
+        .cosigned()
+        .ok_or_else(|| anyhow::anyhow!("this witness has cosigned nothing yet"))?;
+    Ok(cp.note().to_owned())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let log_key = kt_client::read_log_key(&cli.log_key).map_err(anyhow::Error::msg)?;
+    let log_key = cli
+        .log_key
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--log-key (or KT_LOG_KEY) is required"))?;
+    let log_key = kt_client::read_log_key(log_key).map_err(anyhow::Error::msg)?;
+    let witness = cli
+        .witness_key
+        .as_deref()
+        .map(kt_audit::witness::load_key)
+        .transpose()?;
     let config = AuditConfig {
         server: cli.server,
         log_key,
@@ -86,6 +167,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         progress: !cli.quiet && std::io::stderr().is_terminal(),
     };
     let mut auditor = Auditor::new(config).await?;
+    if let Some(cosigner) = witness {
+        auditor.set_witness(cosigner)?;
+    }
     if cli.once {
         auditor.run_once().await
     } else {

@@ -43,6 +43,25 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// A witness's cosignature verifier key (`name+keyid+base64`, as `kt-audit witness-keygen`
+    /// prints it); repeat for each witness of the policy. With witnesses, every checkpoint must
+    /// carry at least --witness-threshold valid cosignatures from them.
+    #[arg(
+        long = "witness",
+        env = "KT_WITNESSES",
+        value_delimiter = ',',
+        global = true
+    )]
+    witnesses: Vec<String>,
+    /// How many of the --witness keys must have cosigned (default: all of them).
+    #[arg(long, env = "KT_WITNESS_THRESHOLD", global = true)]
+    witness_threshold: Option<usize>,
+    /// Refuse a latest checkpoint or receipt whose time is more than this many seconds old.
+    #[arg(long, env = "KT_MAX_AGE", global = true)]
+    max_age: Option<u64>,
+    /// How many seconds to keep asking for a checkpoint's cosignatures before giving up.
+    #[arg(long, env = "KT_QUORUM_WAIT", default_value_t = 10, global = true)]
+    quorum_wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +82,14 @@ enum Command {
     Prove { index: u64 },
     /// Re-verify the trusted state against the server, then advance it.
     Verify,
+    /// Gossip: check the latest checkpoint a witness cosigned (`kt-audit witness-latest`
+    /// prints it) against the trusted state; a conflict is a fork with evidence (exit 3).
+    CheckWitness {
+        /// The witness's cosignature verifier key.
+        witness: String,
+        /// A file holding the witness's cosigned checkpoint note, or `-` for standard input.
+        note: String,
+    },
     /// This device's keys for a user identifier: create, register, rotate, revoke, recover.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -172,6 +199,38 @@ fn log_key(cli: &Cli) -> anyhow::Result<String> {
     kt_client::read_log_key(value).map_err(anyhow::Error::msg)
 }
 
+/// The witness policy and freshness bound of the flags.
+fn policy(cli: &Cli) -> anyhow::Result<kt_client::Policy> {
+    let witnesses = cli
+        .witnesses
+        .iter()
+        .map(|w| w.trim())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            kt_core::cosignature::CosignatureVerifier::parse(w)
+                .map_err(|e| anyhow::anyhow!("--witness {w:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let witnesses = if witnesses.is_empty() {
+        anyhow::ensure!(
+            cli.witness_threshold.is_none(),
+            "--witness-threshold needs --witness keys"
+        );
+        None
+    } else {
+        let k = cli.witness_threshold.unwrap_or(witnesses.len());
+        Some(
+            kt_core::cosignature::WitnessPolicy::new(witnesses, k)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        )
+    };
+    Ok(kt_client::Policy {
+        witnesses,
+        max_age: cli.max_age.map(std::time::Duration::from_secs),
+        quorum_wait: std::time::Duration::from_secs(cli.quorum_wait),
+    })
+}
+
 fn state_path(cli: &Cli, key: &str) -> anyhow::Result<PathBuf> {
     if let Some(p) = &cli.state {
         return Ok(p.clone());
@@ -224,7 +283,9 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     }
     let key = log_key(cli)?;
     let state = state_path(cli, &key)?;
-    let mut client = LogClient::connect(&cli.server, &key, &state).await?;
+    let mut client = LogClient::connect(&cli.server, &key, &state)
+        .await?
+        .with_policy(policy(cli)?);
     match &cli.command {
         Command::Append { namespace, payload } => {
             let bytes = read_payload(payload)?;
@@ -243,6 +304,25 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 println!(
                     "  inclusion proof: {} hashes, verified against the signed root",
                     receipt.inclusion_proof.len()
+                );
+            }
+        }
+        Command::CheckWitness { witness, note } => {
+            let witness = kt_core::cosignature::CosignatureVerifier::parse(witness.trim())
+                .map_err(|e| anyhow::anyhow!("witness key {witness:?}: {e}"))?;
+            let bytes = if note == "-" {
+                read_payload(note)?
+            } else {
+                std::fs::read(note).map_err(|e| anyhow::anyhow!("{note}: {e}"))?
+            };
+            let theirs = client.check_witness(&witness, &bytes).await?;
+            if cli.json {
+                println!("{}", checkpoint_json(&theirs));
+            } else {
+                println!(
+                    "witness {} cosigned {}: consistent with the trusted state",
+                    witness.name(),
+                    checkpoint_line(&theirs)
                 );
             }
         }

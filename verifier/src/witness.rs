@@ -1,0 +1,189 @@
+//! The witness (c2sp.org/tlog-cosignature v1): `kt-audit --witness-key <file>` cosigns each
+//! checkpoint only after the audit step for it passed (signature, chain link, every entry, the
+//! root, the server's consistency proof, the directory replay and the map root), and submits the
+//! cosignature to the log's `Witnessing` service.
+//!
+//! What it cosigned is kept in `witness-state.json` next to the audit state, written atomically
+//! (temporary file, fsync, rename) *before* the cosignature is made, so that after a crash or a
+//! restart it never cosigns a checkpoint that conflicts with one it may already have released:
+//! not a second checkpoint for a cosigned epoch, not one whose tree does not extend the cosigned
+//! one. The state is separate from the audit state on purpose: a witness whose audit state is lost
+//! or reset still holds its promise. Being asked to break it is a finding, with both notes.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use kt_core::checkpoint::SignedCheckpoint;
+use kt_core::cosignature::{Cosignature, Cosigner};
+use kt_core::note::{KeyName, Note, NoteVerifier};
+use serde::{Deserialize, Serialize};
+
+/// File name of the witness state in the state directory.
+pub const WITNESS_STATE_FILE: &str = "witness-state.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    log_key: String,
+    witness_key: String,
+    /// The newest checkpoint this witness cosigned: the log's signature and this witness's
+    /// cosignature line (what the witness gives out as gossip).
+    cosigned: Option<String>,
+}
+
+/// A witness's key and what it cosigned.
+#[derive(Debug)]
+pub struct Witness {
+    cosigner: Cosigner,
+    path: PathBuf,
+    cosigned: Option<SignedCheckpoint>,
+}
+
+impl Witness {
+    /// Loads the witness state in `state_dir` for this key and log, or starts an empty one.
+    pub fn open(
+        cosigner: Cosigner,
+        state_dir: &Path,
+        log_key: &NoteVerifier,
+    ) -> anyhow::Result<Self> {
+        let path = state_dir.join(WITNESS_STATE_FILE);
+        let cosigned = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let disk: OnDisk = serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("{} is not a witness state: {e}", path.display())
+                })?;
+                anyhow::ensure!(
+                    disk.log_key == log_key.to_string(),
+                    "{} is for log key {}, not {log_key}",
+                    path.display(),
+                    disk.log_key
+                );
+                anyhow::ensure!(
+                    disk.witness_key == cosigner.verifier().to_string(),
+                    "{} is for witness key {}, not {}",
+                    path.display(),
+                    disk.witness_key,
+                    cosigner.verifier()
+                );
+                disk.cosigned
+                    .map(|n| SignedCheckpoint::open(n.as_bytes(), log_key.name().as_str(), log_key))
+                    .transpose()?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
+        };
+        Ok(Witness {
+            cosigner,
+            path,
+            cosigned,
+        })
+    }
+
+    /// The newest checkpoint this witness cosigned, carrying the log's signature and this
+    /// witness's cosignature (and no other): its answer to "what did you cosign last?".
+    pub fn cosigned(&self) -> Option<&SignedCheckpoint> {
+        self.cosigned.as_ref()
+    }
+
+    pub fn cosigner(&self) -> &Cosigner {
+        &self.cosigner
+    }
+
+    /// Cosigns `cp` at the current time and records it durably; only then may the caller
+    /// release the cosignature.
+    pub(crate) fn commit_and_cosign(
+        &mut self,
+        cp: &SignedCheckpoint,
+        log_key: &NoteVerifier,
+    ) -> anyhow::Result<Cosignature> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let cosignature = self.cosigner.cosign(&cp.checkpoint().body(), now)?;
+        let note = own_note(cp, log_key, &cosignature)?;
+        let signed = SignedCheckpoint::open(note.as_bytes(), log_key.name().as_str(), log_key)?;
+        let disk = OnDisk {
+            version: 1,
+            log_key: log_key.to_string(),
+            witness_key: self.cosigner.verifier().to_string(),
+            cosigned: Some(note),
+        };
+        kt_client::write_atomically(&self.path, &serde_json::to_vec_pretty(&disk)?)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", self.path.display()))?;
+        self.cosigned = Some(signed);
+        Ok(cosignature)
+    }
+}
+
+/// `cp`'s body with the log's signature line and `cosignature`'s line only.
+fn own_note(
+    cp: &SignedCheckpoint,
+    log_key: &NoteVerifier,
+    cosignature: &Cosignature,
+) -> anyhow::Result<String> {
+    let note = Note::parse(cp.note().as_bytes())?;
+    let log_sig = note
+        .signatures()
+        .iter()
+        .find(|s| s.name() == log_key.name() && s.key_id() == log_key.key_id())
+        .ok_or_else(|| anyhow::anyhow!("the checkpoint has no signature of the log"))?;
+    let mut raw = log_sig.key_id().to_be_bytes().to_vec();
+    raw.extend_from_slice(log_sig.signature());
+    Ok(format!(
+        "{}\n\u{2014} {} {}\n{}\n",
+        note.text(),
+        log_key.name(),
+        B64.encode(raw),
+        cosignature.to_line()
+    ))
+}
+
+/// Reads a witness key file (`kt-audit witness-keygen` writes one), which must not be readable by
+/// group or others.
+pub fn load_key(path: &Path) -> anyhow::Result<Cosigner> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("witness key {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "witness key {} is accessible by group or others (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    let _ = meta;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("witness key {}: {e}", path.display()))?;
+    Cosigner::parse(&text).map_err(|e| anyhow::anyhow!("witness key {}: {e}", path.display()))
+}
+
+/// Writes a new witness key to `path` (mode 0600; refuses to overwrite) and its verifier key to
+/// `<path>.pub`.
+pub fn generate_key(path: &Path, name: &str) -> anyhow::Result<Cosigner> {
+    anyhow::ensure!(
+        !path.exists(),
+        "{} exists; a witness key is never overwritten",
+        path.display()
+    );
+    let name = KeyName::new(name)?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let cosigner = Cosigner::from_seed(name, seed);
+    kt_client::write_private_atomically(
+        path,
+        format!("{}\n", cosigner.to_private_string()).as_bytes(),
+    )?;
+    let mut public = path.as_os_str().to_owned();
+    public.push(".pub");
+    kt_client::write_atomically(
+        Path::new(&public),
+        format!("{}\n", cosigner.verifier()).as_bytes(),
+    )?;
+    Ok(cosigner)
+}
