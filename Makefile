@@ -25,8 +25,13 @@ CARGO_SET := --workspace --all-targets
 build: deps
 	$(CARGO) build $(CARGO_SET)
 
-## run: build, then serve on 127.0.0.1 until Ctrl-C. A signing key is generated on first start.
+## run: build, then serve on 127.0.0.1 until Ctrl-C. A signing key is generated on first start,
+## and a local witness key (data/witness.key, for `make demo`'s kt-audit witness) whose verifier
+## key ktd accepts cosignatures from.
+WITNESS_KEY ?= data/witness.key
+
 run: build
+	@test -f $(WITNESS_KEY) || $(BIN)/kt-audit witness-keygen --out $(WITNESS_KEY) --name keytrail.localhost/witness >/dev/null
 	@echo
 	@echo "Starting ktd (Ctrl-C to stop). In another terminal, try:"
 	@echo "  make demo"
@@ -41,9 +46,11 @@ run: build
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json history alice@example.org"
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json monitor alice@example.org --once"
 	@echo "  $(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/audit --tiles-url $(HTTP) --once"
+	@echo "  $(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/witness --witness-key $(WITNESS_KEY) --follow   # the witness"
+	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --witness \$$(cat $(WITNESS_KEY).pub) --max-age 60 checkpoint"
 	@echo "  curl -s $(HTTP)/checkpoint"
 	@echo
-	$(BIN)/ktd
+	$(BIN)/ktd --witness "$$(cat $(WITNESS_KEY).pub)"
 
 ## demo: against a running `make run`: append, verify, prove, audit.
 demo: build
@@ -69,6 +76,18 @@ demo: build
 	$$kt message read $$id; \
 	$$kt lookup nobody@example.org
 	$(BIN)/kt-audit --server $(GRPC) --log-key data/log.pub --state-dir $(DEMO_STATE)/audit --tiles-url $(HTTP) --once
+	@# Witnessing: a local kt-audit witness follows the log and cosigns each checkpoint it has
+	@# verified; the client requires that cosignature (a 1-of-1 policy) and a checkpoint at most
+	@# 60 s old, so the lookup below is accepted only under the witness quorum.
+	@test -f $(WITNESS_KEY).pub || { echo "no $(WITNESS_KEY).pub: restart ktd with 'make run'"; exit 1; }
+	@$(BIN)/kt-audit --server $(GRPC) --log-key data/log.pub --state-dir $(DEMO_STATE)/witness \
+		--witness-key $(WITNESS_KEY) --follow --quiet & witness=$$!; \
+	trap 'kill $$witness 2>/dev/null' EXIT; \
+	kt="env KT_VRF_KEY=data/vrf.pub $(BIN)/kt --server $(GRPC) --log-key data/log.pub --state $(DEMO_STATE)/kt.json --witness $$(cat $(WITNESS_KEY).pub) --witness-threshold 1 --max-age 60 --quorum-wait 60"; \
+	set -ex; \
+	$$kt lookup nobody@example.org; \
+	$$kt append -n demo "accepted under a witness quorum"; \
+	$(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/witness --witness-key $(WITNESS_KEY) witness-latest
 
 ## test: the whole suite (unit, vectors, property, end-to-end over loopback with RocksDB).
 test: build
