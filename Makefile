@@ -39,12 +39,12 @@ run: build
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json checkpoint"
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json prove 0"
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json verify"
-	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key new alice@example.org"
-	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key register alice@example.org --provider-token \$$(cat data/provider.token)"
-	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key rotate alice@example.org"
-	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json lookup alice@example.org"
-	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json history alice@example.org"
-	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json monitor alice@example.org --once"
+	@echo "  $(BIN)/kt --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key new alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key register alice@example.org --provider-token \$$(cat data/provider.token)"
+	@echo "  $(BIN)/kt --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json key rotate alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json lookup alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json history alice@example.org"
+	@echo "  $(BIN)/kt --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json monitor alice@example.org --once"
 	@echo "  $(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/audit --tiles-url $(HTTP) --once"
 	@echo "  $(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/witness --witness-key $(WITNESS_KEY) --follow   # the witness"
 	@echo "  $(BIN)/kt --log-key data/log.pub --state $(DEMO_STATE)/kt.json --witness \$$(cat $(WITNESS_KEY).pub) --max-age 60 checkpoint"
@@ -64,7 +64,7 @@ demo: build
 	@# A user's key: a device key, registered by the provider, rotated by the user, looked up,
 	@# its history, and the owner's monitor (a fresh identity per run, so the demo can repeat).
 	@id="demo-$$(date +%s)@example.org"; \
-	kt="$(BIN)/kt --server $(GRPC) --log-key data/log.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json"; \
+	kt="$(BIN)/kt --server $(GRPC) --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json"; \
 	set -ex; \
 	$$kt key new $$id; \
 	$$kt key register $$id --provider-token "$$(cat data/provider.token)"; \

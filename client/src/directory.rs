@@ -11,6 +11,13 @@
 //!    is [`ClientError::Answer`];
 //! 3. only then is the trusted state written, if the checkpoint is newer.
 //!
+//! Labels are VRF outputs of identifiers under the log's VRF key (`docs/protocol.md` §9.1), which
+//! only the server can compute: every answer about an identifier carries the VRF proof, checked
+//! with the pinned VRF public key and the identifier asked about
+//! ([`verify_label`](kt_core::directory::verify_label)) before anything else, and the label it
+//! gives is the one every map and entry check uses. An answer about another identifier's label
+//! therefore never verifies.
+//!
 //! An update is built here, from a verified lookup of the label (its version and the leaf hash of
 //! its latest update, which the new update's `prev` names), signed by the keys the rules require,
 //! checked locally against those rules (`rules::apply_update`, so a wrong key or a revoked label
@@ -24,14 +31,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::directory::{
-    apply_message, apply_update, verify_history, verify_lookup, verify_messages,
-    verify_update_receipt, AnswerError, DirectoryError, HistoryAnswer, KeyUpdate, Label,
-    LabelState, LookupAnswer, Message, Op, ProvenEntry, Role, UserKey, UserSigner, VerifiedMessage,
-    VerifiedUpdate,
+    apply_message, apply_update, check_identifier, verify_history, verify_label, verify_lookup,
+    verify_messages, verify_update_receipt, AnswerError, DirectoryError, HistoryAnswer, KeyUpdate,
+    Label, LabelState, LookupAnswer, Message, Op, ProvenEntry, Role, UserKey, UserSigner,
+    VerifiedMessage, VerifiedUpdate,
 };
 use kt_core::entry::Namespace;
 use kt_core::hash::Hash;
-use kt_proto::directory::answer_checkpoint;
+use kt_core::vrf::{VrfPublicKey, PUBLIC_KEY_LEN};
+use kt_proto::directory::{answer_checkpoint, vrf_proof_from_wire};
 use kt_proto::v1::directory_client::DirectoryClient as DirectoryRpc;
 use kt_proto::v1::messages_client::MessagesClient as MessagesRpc;
 use kt_proto::v1::{
@@ -47,6 +55,22 @@ use crate::{BadAnswer, ClientError, LogClient, Pending, Refresh, Seen};
 pub const DEFAULT_READ_LIMIT: u32 = 100;
 /// Most messages one read may ask for.
 pub const MAX_READ_LIMIT: u32 = 1_000;
+
+/// The log's VRF public key from `value`: 64 hex digits, or a file holding them (ktd writes
+/// `<data_dir>/vrf.pub`). The key must pass RFC 9381 `validate_key`.
+pub fn read_vrf_key(value: &str) -> Result<VrfPublicKey, String> {
+    let parse = |text: &str| -> Option<Result<VrfPublicKey, String>> {
+        let bytes: [u8; PUBLIC_KEY_LEN] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+        Some(VrfPublicKey::from_bytes(&bytes).map_err(|e| format!("VRF key {text:?}: {e}")))
+    };
+    if let Some(key) = parse(value) {
+        return key;
+    }
+    let text = std::fs::read_to_string(value).map_err(|e| {
+        format!("--vrf-key {value:?} is neither 64 hex digits nor a readable file: {e}")
+    })?;
+    parse(&text).unwrap_or_else(|| Err(format!("{value}: a VRF key file holds 64 hex digits")))
+}
 
 /// A verified lookup: the label's latest update under `checkpoint`, or proof that it has none.
 #[derive(Debug, Clone)]
@@ -298,28 +322,39 @@ pub struct DirectoryClient {
     log: LogClient,
     directory: DirectoryRpc<Channel>,
     messages: MessagesRpc<Channel>,
+    /// The log's VRF public key: labels are checked with it.
+    vrf_key: VrfPublicKey,
 }
 
 impl DirectoryClient {
-    /// Connects to `server` with the trusted state in `state_path` (see [`LogClient::connect`]).
+    /// Connects to `server` with the trusted state in `state_path` (see [`LogClient::connect`])
+    /// and the log's VRF public key.
     pub async fn connect(
         server: &str,
         log_key: &str,
+        vrf_key: VrfPublicKey,
         state_path: impl Into<std::path::PathBuf>,
     ) -> Result<Self, ClientError> {
         Ok(DirectoryClient::new(
             LogClient::connect(server, log_key, state_path).await?,
+            vrf_key,
         ))
     }
 
-    /// The directory of the server `log` is connected to, sharing its trusted state.
-    pub fn new(log: LogClient) -> Self {
+    /// The directory of the server `log` is connected to, sharing its trusted state; `vrf_key`
+    /// is the log's VRF public key, published with its log key.
+    pub fn new(log: LogClient, vrf_key: VrfPublicKey) -> Self {
         let channel = log.api().channel();
         DirectoryClient {
             directory: DirectoryRpc::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
             messages: MessagesRpc::new(channel).max_decoding_message_size(MAX_MESSAGE),
             log,
+            vrf_key,
         }
+    }
+
+    pub fn vrf_key(&self) -> &VrfPublicKey {
+        &self.vrf_key
     }
 
     pub fn log(&self) -> &LogClient {
@@ -372,7 +407,7 @@ impl DirectoryClient {
         identifier: &str,
         epoch: Option<u64>,
     ) -> Result<Lookup, ClientError> {
-        let label = Label::from_identifier(identifier)?;
+        check_identifier(identifier)?;
         let resp = self
             .directory
             .clone()
@@ -393,17 +428,22 @@ impl DirectoryClient {
             }
         }
         let answer = LookupAnswer::try_from(&resp)?;
+        let vrf_proof = vrf_proof_from_wire(&resp.vrf_proof)?;
         let kind = if epoch.is_some() {
             Seen::Past
         } else {
             Seen::Latest
         };
         let pending = self.log.check(checkpoint.clone(), kind).await?;
-        let current = self.finish(
+        let vrf_key = &self.vrf_key.clone();
+        let (label, current) = self.finish(
             &checkpoint,
             pending,
             || format!("lookup of {identifier}"),
-            |cp| verify_lookup(cp, &label, &answer),
+            |cp| {
+                let label = verify_label(vrf_key, identifier, &vrf_proof)?;
+                Ok((label, verify_lookup(cp, &label, &answer)?))
+            },
         )?;
         Ok(Lookup {
             identifier: identifier.to_owned(),
@@ -416,7 +456,7 @@ impl DirectoryClient {
     /// Every version of `identifier`, verified: each in the log, each following the previous by
     /// the directory's rules, the last the one the map names.
     pub async fn history(&mut self, identifier: &str) -> Result<VerifiedHistory, ClientError> {
-        let label = Label::from_identifier(identifier)?;
+        check_identifier(identifier)?;
         let resp = self
             .directory
             .clone()
@@ -429,11 +469,16 @@ impl DirectoryClient {
             .checkpoint(resp.checkpoint.as_ref(), Seen::Latest)
             .await?;
         let answer = HistoryAnswer::try_from(&resp)?;
-        let (versions, state) = self.finish(
+        let vrf_proof = vrf_proof_from_wire(&resp.vrf_proof)?;
+        let vrf_key = &self.vrf_key.clone();
+        let (label, (versions, state)) = self.finish(
             &checkpoint,
             pending,
             || format!("history of {identifier}"),
-            |cp| verify_history(cp, &label, &answer),
+            |cp| {
+                let label = verify_label(vrf_key, identifier, &vrf_proof)?;
+                Ok((label, verify_history(cp, &label, &answer)?))
+            },
         )?;
         Ok(VerifiedHistory {
             identifier: identifier.to_owned(),
@@ -544,8 +589,18 @@ impl DirectoryClient {
         prepared: &PreparedUpdate,
         provider_token: Option<&str>,
     ) -> Result<UpdateReceipt, ClientError> {
+        let op = prepared.update.op();
+        // Register and recover name the identifier the provider vouches for (the server checks
+        // that the entry's label is its VRF label); rotate and revoke need not, the label's
+        // current key authorizes them.
+        let vouched = matches!(op, Op::Register | Op::Recover);
         let mut request = tonic::Request::new(UpdateRequest {
             entry: prepared.update.encode(),
+            identifier: if vouched {
+                prepared.identifier.clone()
+            } else {
+                String::new()
+            },
         });
         if let Some(token) = provider_token {
             let mut value =
@@ -566,6 +621,12 @@ impl DirectoryClient {
             .checkpoint(resp.checkpoint.as_ref(), Seen::Receipt)
             .await?;
         let answer = LookupAnswer::try_from(&resp)?;
+        let vrf_proof = if vouched {
+            Some(vrf_proof_from_wire(&resp.vrf_proof)?)
+        } else {
+            None
+        };
+        let vrf_key = &self.vrf_key.clone();
         let update = self.finish(
             &checkpoint,
             pending,
@@ -576,7 +637,19 @@ impl DirectoryClient {
                     prepared.identifier
                 )
             },
-            |cp| verify_update_receipt(cp, &prepared.update, &answer),
+            |cp| {
+                // The label came from a verified lookup; the receipt's proof must give it too.
+                if let Some(proof) = &vrf_proof {
+                    if verify_label(vrf_key, &prepared.identifier, proof)?
+                        != *prepared.update.label()
+                    {
+                        return Err(AnswerError::WrongLabel {
+                            index: answer.entry.as_ref().map_or(0, |e| e.index),
+                        });
+                    }
+                }
+                verify_update_receipt(cp, &prepared.update, &answer)
+            },
         )?;
         Ok(UpdateReceipt { update, checkpoint })
     }
@@ -642,7 +715,7 @@ impl DirectoryClient {
         from: u64,
         limit: u32,
     ) -> Result<Messages, ClientError> {
-        let label = Label::from_identifier(identifier)?;
+        check_identifier(identifier)?;
         if from == 0 {
             return Err(DirectoryError::ZeroSequence.into());
         }
@@ -675,11 +748,16 @@ impl DirectoryClient {
             .iter()
             .map(ProvenEntry::try_from)
             .collect::<Result<Vec<_>, _>>()?;
+        let vrf_proof = vrf_proof_from_wire(&resp.vrf_proof)?;
+        let vrf_key = &self.vrf_key.clone();
         let messages = self.finish(
             &checkpoint,
             pending,
             || format!("messages of {identifier} from {from}"),
-            |cp| verify_messages(cp, &label, from, &proven),
+            |cp| {
+                let label = verify_label(vrf_key, identifier, &vrf_proof)?;
+                verify_messages(cp, &label, from, &proven)
+            },
         )?;
         Ok(Messages {
             identifier: identifier.to_owned(),

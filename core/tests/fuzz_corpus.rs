@@ -16,8 +16,11 @@ use kt_core::tiles::encode_bundle;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Every fuzz target: its corpus folder name and entry point.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: its corpus folder name and entry point.
+type Target = (&'static str, fn(&[u8]));
+
+/// Every fuzz target.
+const TARGETS: &[Target] = &[
     ("entry", fuzz::entry),
     ("note", fuzz::note),
     ("checkpoint_body", fuzz::checkpoint_body),

@@ -6,12 +6,26 @@
 use crate::{hashes_from_wire, hashes_to_wire, v1, WireError};
 use kt_core::directory::{HistoryAnswer, LookupAnswer, ProvenEntry};
 use kt_core::map::MapProof;
+use kt_core::vrf::PROOF_LEN;
 
 /// The signed note of an answer's required `checkpoint` field.
 pub fn answer_checkpoint(checkpoint: Option<&v1::Checkpoint>) -> Result<Vec<u8>, WireError> {
     checkpoint
         .map(|c| c.note.clone())
         .ok_or(WireError::MissingField("checkpoint"))
+}
+
+/// The `vrf_proof` field of an answer: exactly 80 bytes (RFC 9381 `Gamma || c || s`). Whether it
+/// is a proof for the identifier asked about is `kt_core::directory::verify_label`'s question.
+pub fn vrf_proof_from_wire(bytes: &[u8]) -> Result<[u8; PROOF_LEN], WireError> {
+    if bytes.is_empty() {
+        return Err(WireError::MissingField("vrf_proof"));
+    }
+    bytes.try_into().map_err(|_| WireError::BadLength {
+        field: "vrf_proof",
+        want: PROOF_LEN,
+        got: bytes.len(),
+    })
 }
 
 fn map_proof_from_wire(bytes: &[u8]) -> Result<MapProof, WireError> {
@@ -89,25 +103,37 @@ impl TryFrom<&v1::HistoryResponse> for HistoryAnswer {
     }
 }
 
-/// The server side: a lookup answer and its checkpoint as a wire response.
-pub fn lookup_response(checkpoint_note: Vec<u8>, answer: &LookupAnswer) -> v1::LookupResponse {
+/// The server side: a lookup answer, the identifier's VRF proof and the checkpoint as a wire
+/// response.
+pub fn lookup_response(
+    checkpoint_note: Vec<u8>,
+    vrf_proof: &[u8; PROOF_LEN],
+    answer: &LookupAnswer,
+) -> v1::LookupResponse {
     v1::LookupResponse {
         checkpoint: Some(v1::Checkpoint {
             note: checkpoint_note,
         }),
         map_proof: answer.map_proof.encode(),
         entry: answer.entry.as_ref().map(v1::ProvenEntry::from),
+        vrf_proof: vrf_proof.to_vec(),
     }
 }
 
-/// The server side: a history answer and its checkpoint as a wire response.
-pub fn history_response(checkpoint_note: Vec<u8>, answer: &HistoryAnswer) -> v1::HistoryResponse {
+/// The server side: a history answer, the identifier's VRF proof and the checkpoint as a wire
+/// response.
+pub fn history_response(
+    checkpoint_note: Vec<u8>,
+    vrf_proof: &[u8; PROOF_LEN],
+    answer: &HistoryAnswer,
+) -> v1::HistoryResponse {
     v1::HistoryResponse {
         checkpoint: Some(v1::Checkpoint {
             note: checkpoint_note,
         }),
         versions: answer.versions.iter().map(v1::ProvenEntry::from).collect(),
         map_proof: answer.map_proof.encode(),
+        vrf_proof: vrf_proof.to_vec(),
     }
 }
 
@@ -122,8 +148,24 @@ mod tests {
             map_proof: MapProof::new(vec![[7; 32]], Terminal::Empty),
             entry: None,
         };
-        let wire = lookup_response(b"note".to_vec(), &answer);
+        let wire = lookup_response(b"note".to_vec(), &[5; PROOF_LEN], &answer);
         assert_eq!(LookupAnswer::try_from(&wire).unwrap(), answer);
+        assert_eq!(
+            vrf_proof_from_wire(&wire.vrf_proof).unwrap(),
+            [5; PROOF_LEN]
+        );
+        assert_eq!(
+            vrf_proof_from_wire(&[]),
+            Err(WireError::MissingField("vrf_proof"))
+        );
+        assert_eq!(
+            vrf_proof_from_wire(&[5; 81]),
+            Err(WireError::BadLength {
+                field: "vrf_proof",
+                want: PROOF_LEN,
+                got: 81
+            })
+        );
         assert_eq!(
             answer_checkpoint(wire.checkpoint.as_ref()).unwrap(),
             b"note"
@@ -149,6 +191,7 @@ mod tests {
             checkpoint: None,
             entry: None,
             map_proof: vec![],
+            vrf_proof: vec![],
         };
         assert_eq!(
             LookupAnswer::try_from(&receipt),

@@ -39,6 +39,12 @@ pub enum WireError {
         #[source]
         source: kt_core::map::MapProofError,
     },
+    #[error("field `{field}` is {got} bytes, want {want}")]
+    BadLength {
+        field: &'static str,
+        want: usize,
+        got: usize,
+    },
     #[error("field `{field}`: {source}")]
     InvalidEntry {
         field: &'static str,

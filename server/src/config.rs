@@ -57,6 +57,10 @@ pub struct RawConfig {
     /// first start when no token is given.
     #[arg(long, env = "KTD_PROVIDER_TOKEN_FILE")]
     pub provider_token_file: Option<PathBuf>,
+    /// VRF key file (labels are VRF outputs of identifiers). Default: `<data_dir>/vrf.key`,
+    /// generated with `<data_dir>/vrf.pub` on the first start of a new log.
+    #[arg(long, env = "KTD_VRF_KEY_FILE")]
+    pub vrf_key_file: Option<PathBuf>,
     /// A witness's cosignature verifier key (`<name>+<hex8 id>+base64(0x04 || key)`, as
     /// `kt-audit witness-keygen` prints it); repeat for each witness. Only these keys may submit
     /// cosignatures. The environment variable takes a comma-separated list.
@@ -88,6 +92,7 @@ impl RawConfig {
             startup_check: self.startup_check.or(lower.startup_check),
             provider_token: self.provider_token.or(lower.provider_token),
             provider_token_file: self.provider_token_file.or(lower.provider_token_file),
+            vrf_key_file: self.vrf_key_file.or(lower.vrf_key_file),
             witnesses: self.witnesses.or(lower.witnesses),
         }
     }
@@ -151,6 +156,8 @@ pub struct Config {
     pub sequencer: SequencerConfig,
     pub startup_check: StartupCheck,
     pub provider_token: ProviderTokenSource,
+    /// The VRF key that derives labels (`crate::vrf_labels`).
+    pub vrf_key: KeySource,
     /// The witnesses whose cosignatures are accepted (at most [`MAX_WITNESSES`]).
     pub witnesses: Vec<CosignatureVerifier>,
 }
@@ -307,7 +314,9 @@ impl Config {
                 format!("{} witnesses, at most {MAX_WITNESSES}", witnesses.len()),
             ));
         }
+        let vrf_key = crate::vrf_labels::key_source(raw.vrf_key_file, &data_dir)?;
         Ok(Config {
+            vrf_key,
             witnesses,
             provider_token,
             data_dir,

@@ -1,6 +1,12 @@
 //! The `keytrail.v1.Directory` and `keytrail.v1.Messages` gRPC services. Handlers decode, check
 //! who may call, hand entries to the sequencer, and answer with proofs built from storage; the
 //! directory's rules run in the sequencer (`crate::directory_epoch`), not here.
+//!
+//! Identifiers arrive in requests and become labels through the server's VRF key
+//! (`crate::vrf_labels`); every answer about an identifier carries its VRF proof. Nothing here
+//! logs or stores an identifier, and reads record nothing at all: the handlers of lookups,
+//! histories and message reads are not instrumented, and no counter is kept per identifier or
+//! label (`docs/threat-model.md`).
 
 use std::sync::Arc;
 
@@ -26,6 +32,7 @@ use crate::error::ApiError;
 use crate::sequencer::SequencerHandle;
 use crate::service::blocking_read;
 use crate::storage::Storage;
+use crate::vrf_labels::{LabelError, LabelProof, VrfLabels};
 
 /// Most versions one history answer carries; a label with more is refused (no user rotates
 /// that often, and the bound keeps answers small).
@@ -93,6 +100,7 @@ pub struct DirectoryService {
     sequencer: SequencerHandle,
     latest: watch::Receiver<Arc<SignedCheckpoint>>,
     provider: ProviderToken,
+    vrf: Arc<VrfLabels>,
 }
 
 impl DirectoryService {
@@ -101,12 +109,14 @@ impl DirectoryService {
         sequencer: SequencerHandle,
         latest: watch::Receiver<Arc<SignedCheckpoint>>,
         provider: ProviderToken,
+        vrf: Arc<VrfLabels>,
     ) -> Self {
         DirectoryService {
             storage,
             sequencer,
             latest,
             provider,
+            vrf,
         }
     }
 
@@ -120,10 +130,14 @@ impl DirectoryService {
         request: Request<UpdateRequest>,
         op: Op,
     ) -> Result<Response<UpdateResponse>, Status> {
-        if matches!(op, Op::Register | Op::Recover) {
+        let vouched = matches!(op, Op::Register | Op::Recover);
+        if vouched {
             self.provider.check(&request, op)?;
         }
-        let bytes = request.into_inner().entry;
+        let UpdateRequest {
+            entry: bytes,
+            identifier,
+        } = request.into_inner();
         check_entry_size(&bytes)?;
         let update = KeyUpdate::decode(&bytes)
             .map_err(|e| ApiError::InvalidArgument(format!("entry: {e}")))?;
@@ -135,9 +149,41 @@ impl DirectoryService {
             .into());
         }
         let label = *update.label();
+        // The provider vouches for an identifier, so a register or recover must name it and the
+        // entry must be for its label: the provider cannot be made to vouch for a label it did
+        // not mean. A rotate or revoke is authorized by the label's current key; an identifier
+        // given with it is checked the same way.
+        if vouched && identifier.is_empty() {
+            return Err(ApiError::InvalidArgument(format!(
+                "{op} needs the `identifier` the entry is for"
+            ))
+            .into());
+        }
+        let named = if identifier.is_empty() {
+            None
+        } else {
+            let vrf = self.vrf.clone();
+            let id = identifier.clone();
+            let proof =
+                blocking_read(&self.storage, move |s| label_of(&vrf, s, &id, "identifier")).await?;
+            if proof.label != label {
+                return Err(ApiError::InvalidArgument(
+                    "the entry's label is not the VRF label of `identifier` (look the identifier \
+                     up for its label)"
+                        .into(),
+                )
+                .into());
+            }
+            Some(proof)
+        };
         let appended = self.sequencer.append(bytes).await.map_err(ApiError::from)?;
         let cp = appended.checkpoint.clone();
+        let vrf = self.vrf.clone();
         let answer = blocking_read(&self.storage, move |s| {
+            // The label is in the directory now: its proof is kept from here on.
+            if let Some(proof) = &named {
+                vrf.remember(s, &identifier, proof)?;
+            }
             lookup_at(s, cp.checkpoint(), &label)
         })
         .await?;
@@ -146,11 +192,13 @@ impl DirectoryService {
                 ApiError::Internal("the map does not name the entry just appended".into()).into(),
             );
         }
-        let wire = lookup_response(appended.checkpoint.note().as_bytes().to_vec(), &answer);
         Ok(Response::new(UpdateResponse {
-            checkpoint: wire.checkpoint,
-            entry: wire.entry,
-            map_proof: wire.map_proof,
+            checkpoint: Some(kt_proto::v1::Checkpoint {
+                note: appended.checkpoint.note().as_bytes().to_vec(),
+            }),
+            entry: answer.entry.as_ref().map(Into::into),
+            map_proof: answer.map_proof.encode(),
+            vrf_proof: named.map(|p| p.proof.to_vec()).unwrap_or_default(),
         }))
     }
 }
@@ -165,9 +213,32 @@ fn check_entry_size(bytes: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn label_of(identifier: &str, field: &str) -> Result<Label, ApiError> {
-    Label::from_identifier(identifier)
-        .map_err(|e| ApiError::InvalidArgument(format!("{field}: {e}")))
+/// The label and VRF proof of `identifier` (a request's `field`).
+fn label_of(
+    vrf: &VrfLabels,
+    s: &Storage,
+    identifier: &str,
+    field: &str,
+) -> Result<LabelProof, ApiError> {
+    vrf.label(s, identifier).map_err(|e| match e {
+        LabelError::Identifier(e) => ApiError::InvalidArgument(format!("{field}: {e}")),
+        LabelError::Storage(e) => e.into(),
+    })
+}
+
+/// Keeps the proof of an identifier a read found registered without a stored proof (the row
+/// was lost, or the label was registered without naming it). Identifiers that are not in the
+/// directory leave nothing behind.
+fn keep_if_registered(
+    vrf: &VrfLabels,
+    s: &Storage,
+    identifier: &str,
+    proof: &LabelProof,
+) -> Result<(), ApiError> {
+    if !proof.stored && s.label_state(&proof.label)?.is_some() {
+        vrf.remember(s, identifier, proof)?;
+    }
+    Ok(())
 }
 
 /// The entry at `index` with its inclusion proof in the tree of `cp`.
@@ -247,44 +318,47 @@ impl Directory for DirectoryService {
         &self,
         request: Request<LookupRequest>,
     ) -> Result<Response<LookupResponse>, Status> {
-        let req = request.into_inner();
-        let label = label_of(&req.identifier, "identifier")?;
+        let LookupRequest { identifier, epoch } = request.into_inner();
         let latest = self.latest();
         let latest_epoch = latest.checkpoint().epoch;
-        let (note, answer) = match req.epoch {
-            Some(epoch) if epoch > latest_epoch => {
-                return Err(ApiError::NotFound(format!(
-                    "no checkpoint for epoch {epoch}: the latest epoch is {latest_epoch}"
-                ))
-                .into())
-            }
-            Some(epoch) if epoch != latest_epoch => {
-                blocking_read(&self.storage, move |s| {
+        if let Some(epoch) = epoch.filter(|e| *e > latest_epoch) {
+            return Err(ApiError::NotFound(format!(
+                "no checkpoint for epoch {epoch}: the latest epoch is {latest_epoch}"
+            ))
+            .into());
+        }
+        let vrf = self.vrf.clone();
+        let (note, proof, answer) = blocking_read(&self.storage, move |s| {
+            let proof = label_of(&vrf, s, &identifier, "identifier")?;
+            keep_if_registered(&vrf, s, &identifier, &proof)?;
+            let (note, answer) = match epoch {
+                Some(epoch) if epoch != latest_epoch => {
                     let (note, cp) = stored_checkpoint(s, epoch)?;
-                    Ok((note, lookup_at(s, &cp, &label)?))
-                })
-                .await?
-            }
-            _ => {
-                let cp = latest.clone();
-                let answer = blocking_read(&self.storage, move |s| {
-                    lookup_at(s, cp.checkpoint(), &label)
-                })
-                .await?;
-                (latest.note().as_bytes().to_vec(), answer)
-            }
-        };
-        Ok(Response::new(lookup_response(note, &answer)))
+                    (note, lookup_at(s, &cp, &proof.label)?)
+                }
+                _ => (
+                    latest.note().as_bytes().to_vec(),
+                    lookup_at(s, latest.checkpoint(), &proof.label)?,
+                ),
+            };
+            Ok((note, proof, answer))
+        })
+        .await?;
+        Ok(Response::new(lookup_response(note, &proof.proof, &answer)))
     }
 
     async fn history(
         &self,
         request: Request<HistoryRequest>,
     ) -> Result<Response<HistoryResponse>, Status> {
-        let label = label_of(&request.get_ref().identifier, "identifier")?;
+        let identifier = request.into_inner().identifier;
         let latest = self.latest();
         let cp = latest.clone();
-        let answer = blocking_read(&self.storage, move |s| {
+        let vrf = self.vrf.clone();
+        let (proof, answer) = blocking_read(&self.storage, move |s| {
+            let proof = label_of(&vrf, s, &identifier, "identifier")?;
+            keep_if_registered(&vrf, s, &identifier, &proof)?;
+            let label = proof.label;
             let cp = cp.checkpoint();
             let map_proof = map::prove(&s.map_at(cp.epoch), &label)?;
             let mut versions = Vec::new();
@@ -304,14 +378,18 @@ impl Directory for DirectoryService {
                     }
                 }
             }
-            Ok(HistoryAnswer {
-                versions,
-                map_proof,
-            })
+            Ok((
+                proof,
+                HistoryAnswer {
+                    versions,
+                    map_proof,
+                },
+            ))
         })
         .await?;
         Ok(Response::new(history_response(
             latest.note().as_bytes().to_vec(),
+            &proof.proof,
             &answer,
         )))
     }
@@ -347,7 +425,6 @@ impl Messages for DirectoryService {
         request: Request<ReadMessagesRequest>,
     ) -> Result<Response<ReadMessagesResponse>, Status> {
         let req = request.into_inner();
-        let author = label_of(&req.author, "author")?;
         if req.from_sequence == 0 {
             return Err(ApiError::InvalidArgument(
                 "from_sequence must be at least 1: messages are numbered from 1".into(),
@@ -366,7 +443,11 @@ impl Messages for DirectoryService {
         };
         let latest = self.latest();
         let cp = latest.clone();
-        let messages = blocking_read(&self.storage, move |s| {
+        let vrf = self.vrf.clone();
+        let (proof, messages) = blocking_read(&self.storage, move |s| {
+            let proof = label_of(&vrf, s, &req.author, "author")?;
+            keep_if_registered(&vrf, s, &req.author, &proof)?;
+            let author = proof.label;
             let cp = cp.checkpoint();
             let mut out = Vec::new();
             for (_, index) in s.message_indexes(&author, req.from_sequence, limit as usize)? {
@@ -376,7 +457,7 @@ impl Messages for DirectoryService {
                 }
                 out.push(proven_entry(s, cp, index)?);
             }
-            Ok(out)
+            Ok((proof, out))
         })
         .await?;
         Ok(Response::new(ReadMessagesResponse {
@@ -384,6 +465,7 @@ impl Messages for DirectoryService {
                 note: latest.note().as_bytes().to_vec(),
             }),
             messages: messages.iter().map(Into::into).collect(),
+            vrf_proof: proof.proof.to_vec(),
         }))
     }
 }

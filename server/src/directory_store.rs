@@ -30,6 +30,9 @@ impl DirectoryWrite {
     }
 }
 
+/// A stored row: `(column family, key, value)`.
+pub type Row = (String, Box<[u8]>, Box<[u8]>);
+
 fn page_key(path: &PagePath, epoch: u64) -> Vec<u8> {
     let mut k = path.key();
     k.extend_from_slice(&epoch.to_be_bytes());
@@ -117,6 +120,23 @@ impl Storage {
                 index.to_be_bytes(),
             );
         }
+    }
+
+    /// Every row of every column family: for tests and inspection tools that must see all that
+    /// is stored (say, to show that no identifier is).
+    pub fn every_row(&self) -> Result<Vec<Row>, StorageError> {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), self.db.path())?;
+        let mut out = Vec::new();
+        for name in names {
+            let Some(cf) = self.db.cf_handle(&name) else {
+                continue;
+            };
+            for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+                let (k, v) = item?;
+                out.push((name.clone(), k, v));
+            }
+        }
+        Ok(out)
     }
 
     /// The map page at `path` as of `epoch`: its newest version written at or before `epoch`.

@@ -1,4 +1,7 @@
-//! The log's signing key on disk: one line in the signed-note private key format, mode 0600.
+//! The log's keys on disk, each a file of mode 0600 created on a new log's first start: the
+//! signing key (one line in the signed-note private key format), the VRF key that derives labels
+//! (one line: the 32-byte RFC 8032 seed in hex, `docs/protocol.md` §9.1) and the identity
+//! provider's token. Each public key goes next to its key with extension `.pub`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -90,6 +93,42 @@ pub fn load_or_create_provider_token(path: &Path) -> Result<String, KeyFileError
     }
 }
 
+/// Generates a VRF key, writes its seed to `path` (which must not exist; one line of 64 hex
+/// digits, mode 0600) and its public key to `path` with extension `.pub` (64 hex digits).
+/// Returns the seed.
+pub fn generate_vrf(path: &Path) -> Result<[u8; 32], KeyFileError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| KeyFileError::Io {
+        path: path.to_owned(),
+        reason: format!("no randomness: {e}"),
+    })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    write_private(path, &format!("{}\n", hex::encode(seed)))?;
+    let public = path.with_extension("pub");
+    let key = kt_core::vrf::VrfSecretKey::from_seed(seed);
+    std::fs::write(
+        &public,
+        format!("{}\n", hex::encode(key.public().as_bytes())),
+    )
+    .map_err(|e| io(&public, e))?;
+    Ok(seed)
+}
+
+/// Loads a VRF key file written by [`generate_vrf`]: its 32-byte seed.
+pub fn load_vrf(path: &Path) -> Result<[u8; 32], KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let bad = |reason: &str| KeyFileError::Parse {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let bytes = hex::decode(text.trim()).map_err(|_| bad("a VRF key file holds 64 hex digits"))?;
+    bytes
+        .try_into()
+        .map_err(|_| bad("a VRF key file holds 64 hex digits"))
+}
+
 /// Shortest provider token accepted, so a token cannot be guessed online.
 pub const MIN_PROVIDER_TOKEN_LEN: usize = 16;
 
@@ -129,6 +168,26 @@ mod tests {
         }
         std::fs::write(&path, "short\n").unwrap();
         assert!(load_or_create_provider_token(&path).is_err());
+    }
+
+    #[test]
+    fn generated_vrf_key_is_private_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k/vrf.key");
+        let seed = generate_vrf(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(load_vrf(&path).unwrap(), seed);
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        let want = kt_core::vrf::VrfSecretKey::from_seed(seed).public();
+        assert_eq!(public.trim(), hex::encode(want.as_bytes()));
+        assert!(generate_vrf(&path).is_err(), "never overwrites a key");
+        std::fs::write(&path, "abcd\n").unwrap();
+        assert!(matches!(load_vrf(&path), Err(KeyFileError::Parse { .. })));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod sequencer;
 pub mod service;
 pub mod startup;
 pub mod storage;
+pub mod vrf_labels;
 pub mod witnessing;
 
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ pub struct RunningServer {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub verifier_key: String,
+    /// The VRF public key, 64 hex digits (what `<data_dir>/vrf.pub` holds).
+    pub vrf_public_key: String,
     pub origin: String,
     storage: Arc<Storage>,
     stop: Option<oneshot::Sender<()>>,
@@ -105,9 +108,19 @@ fn load_or_create_key(config: &Config) -> anyhow::Result<NoteSigner> {
     })
 }
 
-/// Checks that the database belongs to this origin and key, recording them in a new database.
-fn check_identity(storage: &Storage, origin: &str, verifier_key: &str) -> anyhow::Result<()> {
-    for (field, want) in [("origin", origin), ("verifier_key", verifier_key)] {
+/// Checks that the database belongs to this origin, log key and VRF key, recording them in a new
+/// database.
+fn check_identity(
+    storage: &Storage,
+    origin: &str,
+    verifier_key: &str,
+    vrf_public_key: &str,
+) -> anyhow::Result<()> {
+    for (field, want) in [
+        ("origin", origin),
+        ("verifier_key", verifier_key),
+        ("vrf_public_key", vrf_public_key),
+    ] {
         match storage.meta(field)? {
             Some(found) if found != want => anyhow::bail!(
                 "the log in this data directory has {field} {found:?}, but the configuration gives {want:?}"
@@ -139,7 +152,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         Storage::open(&config.data_dir)
             .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
     );
-    check_identity(&storage, &config.origin, &verifier_key)?;
+    let vrf = Arc::new(vrf_labels::load_or_create(&config.vrf_key)?);
+    let vrf_public_key = hex::encode(vrf.public().as_bytes());
+    check_identity(&storage, &config.origin, &verifier_key, &vrf_public_key)?;
     let recovered = {
         let storage = storage.clone();
         let (origin, check) = (config.origin.clone(), config.startup_check);
@@ -203,6 +218,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         handle.clone(),
         latest.clone(),
         ProviderToken::new(Some(&provider_token)),
+        vrf,
     );
     let service = LogService::new(storage.clone(), handle, latest.clone(), cosigned);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -274,6 +290,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         grpc_addr,
         http_addr,
         verifier_key,
+        vrf_public_key,
         origin: config.origin.clone(),
         storage,
         stop: Some(stop_tx),

@@ -36,6 +36,13 @@ enum Command {
         #[arg(long, default_value = DEFAULT_ORIGIN)]
         origin: String,
     },
+    /// Write a new VRF key file (mode 0600; labels are VRF outputs of identifiers) and print its
+    /// public key, which clients are given like the log key.
+    VrfKeygen {
+        /// Where to write the key; the public key goes next to it with extension `.pub`.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +54,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Keygen { out, origin }) => keygen(&out, &origin),
+        Some(Command::VrfKeygen { out }) => vrf_keygen(&out),
         Some(Command::Serve) | None => serve(cli.serve),
     };
     match result {
@@ -65,6 +73,14 @@ fn keygen(out: &std::path::Path, origin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn vrf_keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    let seed = ktd::keys::generate_vrf(out)?;
+    eprintln!("wrote {} (mode 0600)", out.display());
+    let public = kt_core::vrf::VrfSecretKey::from_seed(seed).public();
+    println!("{}", hex::encode(public.as_bytes()));
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => RawConfig::from_file(path)?,
@@ -80,6 +96,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("  gRPC        {}", server.grpc_addr);
             println!("  HTTP tiles  http://{}/checkpoint", server.http_addr);
             println!("  log key     {}", server.verifier_key);
+            println!("  VRF key     {}", server.vrf_public_key);
             wait_for_signal().await;
             eprintln!("ktd: shutting down (finishing the current epoch)");
             server.shutdown().await;

@@ -10,6 +10,7 @@
 //! | `labels`      | label (32)                            | the label's current state                  |
 //! | `versions`    | label (32), version u64 BE            | log index of that KeyUpdate, u64 BE        |
 //! | `messages`    | author label (32), sequence u64 BE    | log index of that Message, u64 BE          |
+//! | `vrf_proofs`  | keyed hash of an identifier (32)      | its VRF proof (80), its label (32)         |
 //! | `cosignatures`| epoch u64 BE, witness key id u32 BE   | the witness's cosignature line (UTF-8)     |
 //!
 //! The directory's column families are in `crate::directory_store`. Map pages are versioned by
@@ -43,8 +44,9 @@ pub(crate) const CF_MAP_PAGES: &str = "map_pages";
 pub(crate) const CF_LABELS: &str = "labels";
 pub(crate) const CF_VERSIONS: &str = "versions";
 pub(crate) const CF_MESSAGES: &str = "messages";
+pub(crate) const CF_VRF_PROOFS: &str = "vrf_proofs";
 const CF_COSIGNATURES: &str = "cosignatures";
-const COLUMN_FAMILIES: [&str; 9] = [
+const COLUMN_FAMILIES: [&str; 10] = [
     CF_ENTRIES,
     CF_TILES,
     CF_CHECKPOINTS,
@@ -53,6 +55,7 @@ const COLUMN_FAMILIES: [&str; 9] = [
     CF_LABELS,
     CF_VERSIONS,
     CF_MESSAGES,
+    CF_VRF_PROOFS,
     CF_COSIGNATURES,
 ];
 

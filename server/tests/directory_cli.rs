@@ -61,6 +61,9 @@ impl Device {
             &self.url,
             "--log-key",
             self.log_key.to_str().unwrap(),
+            // ktd writes its VRF public key next to its log key.
+            "--vrf-key",
+            self.log_key.with_file_name("vrf.pub").to_str().unwrap(),
             "--state",
             self.state.to_str().unwrap(),
             "--keys",
@@ -73,6 +76,7 @@ impl Device {
             "KT_STATE",
             "KT_SERVER",
             "KT_LOG_KEY",
+            "KT_VRF_KEY",
         ] {
             cmd.env_remove(var);
         }

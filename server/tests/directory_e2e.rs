@@ -37,11 +37,12 @@ impl Lcg {
 async fn live(mut dir: TestDirectory, n: u64, seed: u64) -> User {
     let mut rng = Lcg(seed);
     let identifier = format!("user-{n}@example.org");
+    let label = dir.label(&identifier).await;
     let mut key_no = n * 100;
     let mut current = signer(key_no);
     let v = dir
         .submit(&next_update(
-            &identifier,
+            &label,
             None,
             Op::Register,
             None,
@@ -56,7 +57,7 @@ async fn live(mut dir: TestDirectory, n: u64, seed: u64) -> User {
         let new = signer(key_no);
         let v = dir
             .submit(&next_update(
-                &identifier,
+                &label,
                 Some(&state),
                 Op::Rotate,
                 Some(&current),
@@ -72,7 +73,7 @@ async fn live(mut dir: TestDirectory, n: u64, seed: u64) -> User {
     if rng.next(10) == 0 {
         let v = dir
             .submit(&next_update(
-                &identifier,
+                &label,
                 Some(&state),
                 Op::Revoke,
                 Some(&current),
@@ -89,7 +90,7 @@ async fn live(mut dir: TestDirectory, n: u64, seed: u64) -> User {
         let new = signer(key_no);
         let v = dir
             .submit(&next_update(
-                &identifier,
+                &label,
                 Some(&state),
                 Op::Recover,
                 None,
@@ -119,15 +120,7 @@ async fn a_thousand_users_and_everything_verifies() {
     let mut users = Vec::new();
     for wave in 0..USERS / 50 {
         let tasks: Vec<_> = (wave * 50..(wave + 1) * 50)
-            .map(|n| {
-                let c = TestDirectory {
-                    grpc: client.grpc.clone(),
-                    origin: client.origin.clone(),
-                    verifier: client.verifier.clone(),
-                    token: client.token.clone(),
-                };
-                tokio::spawn(live(c, n, n ^ 0x5eed))
-            })
+            .map(|n| tokio::spawn(live(client.clone(), n, n ^ 0x5eed)))
             .collect();
         for t in tasks {
             users.push(t.await.unwrap());
@@ -208,19 +201,50 @@ async fn bad_updates_are_refused_with_the_right_status_and_change_nothing() {
     let mut client = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
     let (alice, bob, mallory) = (signer(1), signer(2), signer(3));
     let id = "alice@example.org";
+    let label = client.label(id).await;
 
-    let reg = next_update(id, None, Op::Register, None, Some(&alice));
+    let reg = next_update(&label, None, Op::Register, None, Some(&alice));
     // No token, then a wrong token: UNAUTHENTICATED.
     let mut no_token = TestDirectory::connect(&server, "").await;
-    let mut req = tonic::Request::new(kt_proto::v1::UpdateRequest {
+    let req = tonic::Request::new(kt_proto::v1::UpdateRequest {
         entry: reg.encode(),
+        identifier: id.into(),
     });
     assert_eq!(
         no_token.grpc.register(req).await.unwrap_err().code(),
         Code::Unauthenticated
     );
     let mut wrong = TestDirectory::connect(&server, "not-the-provider-token").await;
+    wrong.label(id).await;
     assert_eq!(code(wrong.submit(&reg).await), Code::Unauthenticated);
+    // The provider vouches for an identifier: a register must name it, and the entry must be for
+    // its VRF label (here: Bob's identifier with Alice's entry, and no identifier at all).
+    for identifier in ["bob@example.org", ""] {
+        let mut req = tonic::Request::new(kt_proto::v1::UpdateRequest {
+            entry: reg.encode(),
+            identifier: identifier.into(),
+        });
+        let value = format!("Bearer {}", common::PROVIDER_TOKEN)
+            .parse()
+            .unwrap();
+        req.metadata_mut().insert("authorization", value);
+        let err = client.grpc.register(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{identifier:?}: {err}");
+    }
+    // A label that is not a VRF label at all (the plain hash of the identifier).
+    let hashed = kt_core::directory::Label::from_identifier(id).unwrap();
+    let mut req = tonic::Request::new(kt_proto::v1::UpdateRequest {
+        entry: next_update(&hashed, None, Op::Register, None, Some(&alice)).encode(),
+        identifier: id.into(),
+    });
+    let value = format!("Bearer {}", common::PROVIDER_TOKEN)
+        .parse()
+        .unwrap();
+    req.metadata_mut().insert("authorization", value);
+    assert_eq!(
+        client.grpc.register(req).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     let before = client.lookup(id, None).await;
     assert!(before.1.is_none(), "nothing was registered");
 
@@ -229,17 +253,35 @@ async fn bad_updates_are_refused_with_the_right_status_and_change_nothing() {
     assert_eq!(code(client.submit(&reg).await), Code::AlreadyExists);
 
     // A rotation signed by someone else's key instead of Alice's.
-    let forged = next_update(id, Some(&s1), Op::Rotate, Some(&mallory), Some(&mallory));
+    let forged = next_update(
+        &label,
+        Some(&s1),
+        Op::Rotate,
+        Some(&mallory),
+        Some(&mallory),
+    );
     assert_eq!(code(client.submit(&forged).await), Code::PermissionDenied);
     // A rotation that skips a version.
     let mut skipping = s1.clone();
     skipping.version += 1;
-    let skip = next_update(id, Some(&skipping), Op::Rotate, Some(&alice), Some(&bob));
+    let skip = next_update(
+        &label,
+        Some(&skipping),
+        Op::Rotate,
+        Some(&alice),
+        Some(&bob),
+    );
     assert_eq!(code(client.submit(&skip).await), Code::FailedPrecondition);
     // A rotation with a wrong prev.
     let mut wrong_prev = s1.clone();
     wrong_prev.leaf_hash = [7; 32];
-    let bad_prev = next_update(id, Some(&wrong_prev), Op::Rotate, Some(&alice), Some(&bob));
+    let bad_prev = next_update(
+        &label,
+        Some(&wrong_prev),
+        Op::Rotate,
+        Some(&alice),
+        Some(&bob),
+    );
     assert_eq!(
         code(client.submit(&bad_prev).await),
         Code::FailedPrecondition
@@ -247,6 +289,7 @@ async fn bad_updates_are_refused_with_the_right_status_and_change_nothing() {
     // A register entry sent to Rotate; garbage bytes.
     req = tonic::Request::new(kt_proto::v1::UpdateRequest {
         entry: reg.encode(),
+        identifier: String::new(),
     });
     assert_eq!(
         client.grpc.rotate(req).await.unwrap_err().code(),
@@ -254,6 +297,7 @@ async fn bad_updates_are_refused_with_the_right_status_and_change_nothing() {
     );
     req = tonic::Request::new(kt_proto::v1::UpdateRequest {
         entry: vec![1, 2, 3],
+        identifier: String::new(),
     });
     assert_eq!(
         client.grpc.revoke(req).await.unwrap_err().code(),
@@ -279,7 +323,7 @@ async fn bad_updates_are_refused_with_the_right_status_and_change_nothing() {
     // The real rotation works, and the old epoch still shows the old key.
     let v2 = client
         .submit(&next_update(
-            id,
+            &label,
             Some(&s1),
             Op::Rotate,
             Some(&alice),
@@ -296,7 +340,7 @@ async fn bad_updates_are_refused_with_the_right_status_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_sequenced_signed_and_read_back_with_proofs() {
-    use kt_core::directory::{verify_messages, Label, Message};
+    use kt_core::directory::{verify_label, verify_messages, Message};
     use kt_core::entry::Namespace;
     use kt_proto::v1::messages_client::MessagesClient;
     use kt_proto::v1::{ReadMessagesRequest, SendMessageRequest};
@@ -306,11 +350,11 @@ async fn messages_are_sequenced_signed_and_read_back_with_proofs() {
     let mut client = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
     let alice = signer(9);
     let id = "alice@example.org";
+    let label = client.label(id).await;
     client
-        .submit(&next_update(id, None, Op::Register, None, Some(&alice)))
+        .submit(&next_update(&label, None, Op::Register, None, Some(&alice)))
         .await
         .unwrap();
-    let label = Label::from_identifier(id).unwrap();
     let mut messages = MessagesClient::connect(common::grpc_url(&server))
         .await
         .unwrap();
@@ -365,6 +409,10 @@ async fn messages_are_sequenced_signed_and_read_back_with_proofs() {
         .unwrap()
         .into_inner();
     let cp = client.open(&resp.checkpoint.unwrap().note);
+    // The read carries the author's VRF proof: the label of the messages is checked, not trusted.
+    let proof = kt_proto::directory::vrf_proof_from_wire(&resp.vrf_proof).unwrap();
+    assert_eq!(verify_label(&client.vrf_key, id, &proof).unwrap(), label);
+    assert!(verify_label(&client.vrf_key, "bob@example.org", &proof).is_err());
     let proven: Vec<_> = resp
         .messages
         .iter()

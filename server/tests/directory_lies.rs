@@ -8,6 +8,7 @@
 //! | lie | looking-up client | owner's monitor | kt-audit |
 //! |---|---|---|---|
 //! | a key swapped in a lookup answer | `AnswerError::Inclusion` / `ValueMismatch` | – | log is honest: clean |
+//! | another user's answer, or its VRF proof, for the identifier asked about | `AnswerError::VrfProof` | – | log is honest: clean |
 //! | (a) a rotate the owner did not sign, in the log | `lookup` is fooled; `history` refuses (`Rule{BadSignature(previous-key)}`) | refuses the history (exit 3) | `directory-rule` / `bad-signature` |
 //! | (a') a provider-authorized `recover` the owner did not ask for | fooled: identical to a real recovery | ALERT: RECOVER (exit 3) | clean: the rules allow it |
 //! | (b) a version hidden from history | `HistoryLength` / `HistoryGap` | refuses the history (exit 3) | log is honest: clean |
@@ -52,7 +53,7 @@ use kt_audit::{AuditConfig, Auditor, Finding, Outcome};
 use kt_client::keys::{Confirmed, KeyFile};
 use kt_client::{ClientError, DirectoryClient};
 use kt_core::checkpoint::SignedCheckpoint;
-use kt_core::directory::{AnswerError, KeyUpdate, Label, Op, Role, RuleError, UserSigner};
+use kt_core::directory::{AnswerError, KeyUpdate, Op, Role, RuleError, UserSigner};
 use kt_core::map::MapProofError;
 use kt_core::note::NoteVerifier;
 use kt_core::trust::Violation;
@@ -103,6 +104,7 @@ fn binary(name: &str) -> PathBuf {
 /// A device running `kt`: its trusted-state file and its key file (private keys and made-set).
 struct Device {
     log_key: PathBuf,
+    vrf_key: PathBuf,
     state: PathBuf,
     keys: PathBuf,
 }
@@ -112,6 +114,7 @@ impl Device {
     fn new(dir: &Path, name: &str) -> Device {
         Device {
             log_key: dir.join("db/log.pub"),
+            vrf_key: dir.join("db/vrf.pub"),
             state: dir.join(format!("{name}-state.json")),
             keys: dir.join(name).join("keys.json"),
         }
@@ -124,6 +127,8 @@ impl Device {
             url,
             "--log-key",
             self.log_key.to_str().unwrap(),
+            "--vrf-key",
+            self.vrf_key.to_str().unwrap(),
             "--state",
             self.state.to_str().unwrap(),
             "--keys",
@@ -137,6 +142,7 @@ impl Device {
             "KT_STATE",
             "KT_SERVER",
             "KT_LOG_KEY",
+            "KT_VRF_KEY",
         ] {
             cmd.env_remove(var);
         }
@@ -185,8 +191,14 @@ fn epoch_of(receipt: &Value) -> u64 {
 // The looking-up client and the auditor.
 // ---------------------------------------------------------------------------------------------
 
+/// A client with its trusted state in `state`, a file next to the `db/` of the server it talks
+/// to (or of the copy that server runs on): the log's VRF key is that `db/vrf.pub`.
 async fn client(url: &str, key: &str, state: PathBuf) -> DirectoryClient {
-    DirectoryClient::connect(url, key, state).await.unwrap()
+    let vrf_pub = state.parent().unwrap().join("db/vrf.pub");
+    let vrf_key = kt_client::directory::read_vrf_key(vrf_pub.to_str().unwrap()).unwrap();
+    DirectoryClient::connect(url, key, vrf_key, state)
+        .await
+        .unwrap()
 }
 
 fn answer_error(e: ClientError) -> AnswerError {
@@ -314,6 +326,11 @@ enum Lie {
     /// Every lookup is answered with the checkpoint asked for, but the map proof and entry of this
     /// epoch.
     ProofFrom(u64),
+    /// Lookups and histories are answered as for this identifier: genuine answers, VRF proof
+    /// and all, about another user.
+    AnswerFor(String),
+    /// Lookups carry the VRF proof of this identifier in place of the one asked about.
+    VrfProofOf(String),
 }
 
 #[derive(Clone)]
@@ -457,6 +474,25 @@ impl Directory for Liar {
                 resp.entry = other.entry;
                 resp
             }
+            Lie::AnswerFor(other) => up
+                .lookup(LookupRequest {
+                    identifier: other,
+                    ..req
+                })
+                .await?
+                .into_inner(),
+            Lie::VrfProofOf(other) => {
+                let mut resp = up.lookup(req.clone()).await?.into_inner();
+                resp.vrf_proof = up
+                    .lookup(LookupRequest {
+                        identifier: other,
+                        ..req
+                    })
+                    .await?
+                    .into_inner()
+                    .vrf_proof;
+                resp
+            }
             Lie::SwapEntry(bytes) => {
                 let mut resp = up.lookup(req).await?.into_inner();
                 resp.entry.as_mut().expect("the label is present").entry = bytes;
@@ -471,12 +507,11 @@ impl Directory for Liar {
         &self,
         r: Request<HistoryRequest>,
     ) -> Result<Response<HistoryResponse>, Status> {
-        let mut resp = self
-            .directory
-            .clone()
-            .history(r.into_inner())
-            .await?
-            .into_inner();
+        let mut req = r.into_inner();
+        if let Lie::AnswerFor(other) = self.lie() {
+            req.identifier = other;
+        }
+        let mut resp = self.directory.clone().history(req).await?.into_inner();
         match self.lie() {
             Lie::HideVersion(v) => {
                 resp.versions.remove(v as usize - 1);
@@ -555,7 +590,7 @@ async fn key_swapped_in_a_lookup_answer_is_refused_by_the_client() {
     let current = honest.current.clone().unwrap();
     assert_eq!(current.update.version(), 3);
     let before = trusted_note(&bob);
-    let label = Label::from_identifier(ALICE).unwrap();
+    let label = honest.label;
     let m = mallory();
 
     // Same label, same version, same prev as Alice's version 3, Mallory's key: only the bytes
@@ -583,7 +618,7 @@ async fn key_swapped_in_a_lookup_answer_is_refused_by_the_client() {
 
     // A version 4 that follows Alice's chain but was never logged: the map names version 3.
     let state = honest.state().unwrap();
-    let next = common::directory::next_update(ALICE, Some(&state), Op::Rotate, Some(&m), Some(&m));
+    let next = common::directory::next_update(&label, Some(&state), Op::Rotate, Some(&m), Some(&m));
     s.set(Lie::SwapEntry(next.encode()));
     let err = answer_error(bob.lookup(ALICE, None).await.unwrap_err());
     assert_eq!(
@@ -598,6 +633,61 @@ async fn key_swapped_in_a_lookup_answer_is_refused_by_the_client() {
     assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
 
     // Answers are not the log: the auditor, reading the same proxy, finds the log clean.
+    audit_clean(&s.liar, &s.key, &s.dir.join("audit")).await;
+    s.server.shutdown().await;
+}
+
+/// Labels are VRF outputs only the server can compute, so a lying server could try to pass off
+/// one user's (genuine, fully proven) answer as another's. The VRF proof in every answer is
+/// checked against the identifier asked about: Carol's answer, or Alice's answer with Carol's
+/// proof, is refused by the looking-up client (`AnswerError::VrfProof`) and by `kt` (exit 3).
+/// The log is honest: kt-audit sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_with_another_identifiers_vrf_proof_is_refused_by_the_client() {
+    let s = Scene::new().await;
+    Device::new(&s.dir, "carol").register(&common::grpc_url(&s.server), CAROL);
+    let mut bob = s.bob().await;
+    let alice = bob.lookup(ALICE, None).await.unwrap();
+    let carol = bob.lookup(CAROL, None).await.unwrap();
+    assert_ne!(alice.label, carol.label);
+    let before = trusted_note(&bob);
+    let invalid = AnswerError::VrfProof(kt_core::vrf::VrfError::InvalidProof);
+
+    // Carol's whole answer for Alice: everything verifies, but for Carol's label.
+    s.set(Lie::AnswerFor(CAROL.into()));
+    assert_eq!(
+        answer_error(bob.lookup(ALICE, None).await.unwrap_err()),
+        invalid
+    );
+    assert_eq!(answer_error(bob.history(ALICE).await.unwrap_err()), invalid);
+    // Alice's answer with Carol's proof.
+    s.set(Lie::VrfProofOf(CAROL.into()));
+    assert_eq!(
+        answer_error(bob.lookup(ALICE, None).await.unwrap_err()),
+        invalid
+    );
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    // `kt lookup` through the proxy: refused, exit 3, with the reason.
+    let dave = Device::new(&s.dir, "dave");
+    for lie in [Lie::AnswerFor(CAROL.into()), Lie::VrfProofOf(CAROL.into())] {
+        s.set(lie);
+        let out = dave.kt(&s.liar, &["lookup", ALICE]);
+        assert_eq!(out.status.code(), Some(3));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["kind"], "bad-answer");
+        assert!(
+            json["detail"]
+                .as_str()
+                .unwrap()
+                .contains("VRF proof does not verify"),
+            "{json}"
+        );
+    }
+
+    // Honest again: Alice's own answer, Alice's label.
+    s.set(Lie::Honest);
+    assert_eq!(bob.lookup(ALICE, None).await.unwrap().label, alice.label);
     audit_clean(&s.liar, &s.key, &s.dir.join("audit")).await;
     s.server.shutdown().await;
 }
@@ -625,7 +715,7 @@ async fn rotate_without_the_owners_signature_is_caught_by_history_monitor_and_au
     server.shutdown().await;
     let m = mallory();
     let forged = common::directory::next_update(
-        ALICE,
+        &v1.label,
         Some(&v1.state().unwrap()),
         Op::Rotate,
         Some(&m),
@@ -992,7 +1082,7 @@ async fn stale_map_in_signed_checkpoints_is_caught_by_the_owners_monitor_and_the
         replay.signed_map_root.as_deref(),
         Some(hex(&stale_root).as_str())
     );
-    let label = Label::from_identifier(ALICE).unwrap();
+    let label = lookup.label;
     let change = replay
         .changed
         .iter()

@@ -21,13 +21,13 @@ pub mod update;
 pub mod verify;
 
 pub use key::{KeyError, SignatureError, UserKey, UserSigner};
-pub use label::Label;
+pub use label::{check_identifier, vrf_input, Label};
 pub use message::Message;
 pub use rules::{apply_message, apply_update, LabelState, RuleError};
 pub use update::{KeyUpdate, Op, Role, UpdateSignature};
 pub use verify::{
-    verify_history, verify_lookup, verify_messages, verify_update_receipt, AnswerError,
-    HistoryAnswer, LookupAnswer, ProvenEntry, VerifiedMessage, VerifiedUpdate,
+    verify_history, verify_label, verify_lookup, verify_messages, verify_update_receipt,
+    AnswerError, HistoryAnswer, LookupAnswer, ProvenEntry, VerifiedMessage, VerifiedUpdate,
 };
 
 use crate::entry::EntryError;

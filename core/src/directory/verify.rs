@@ -4,12 +4,14 @@
 //! itself (signature, consistency with the client's trusted state) is checked before these run,
 //! by [`crate::trust`].
 
+use super::label::vrf_input;
 use super::rules::{apply_update, LabelState, RuleError};
 use super::{DirectoryError, KeyUpdate, Label, Message};
 use crate::checkpoint::Checkpoint;
 use crate::hash::{leaf_hash, Hash};
 use crate::map::{self, MapProof, MapProofError, MapValue};
 use crate::merkle::{verify_inclusion, VerifyError};
+use crate::vrf::{VrfError, VrfProof, VrfPublicKey, PROOF_LEN};
 use thiserror::Error;
 
 /// An entry of the log with its inclusion proof against an answer's checkpoint.
@@ -55,6 +57,14 @@ pub struct VerifiedMessage {
 /// broke: an honest server never produces one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AnswerError {
+    /// The identifier asked about is not a valid identifier: the caller's mistake, not the
+    /// server's (a client checks it before asking).
+    #[error("identifier: {0}")]
+    Identifier(DirectoryError),
+    /// The answer's VRF proof is not the log's proof for the identifier asked about: it is for
+    /// another identifier, under another key, or malformed (`docs/protocol.md` §9.1).
+    #[error("VRF proof for the identifier: {0}")]
+    VrfProof(VrfError),
     #[error("map proof: {0}")]
     MapProof(#[from] MapProofError),
     #[error("entry {index}: inclusion proof: {source}")]
@@ -92,6 +102,20 @@ pub enum AnswerError {
     WrongAuthor { index: u64 },
     #[error("messages are not consecutive: want sequence {want}, got {got}")]
     SequenceGap { want: u64, got: u64 },
+}
+
+/// The label of `identifier`, checked: `proof` must be the log's VRF proof (under its VRF public
+/// key `key`) for the identifier's VRF input. Every directory answer carries one, and the
+/// client checks it before anything else, so an answer about another user's label is refused.
+pub fn verify_label(
+    key: &VrfPublicKey,
+    identifier: &str,
+    proof: &[u8; PROOF_LEN],
+) -> Result<Label, AnswerError> {
+    let alpha = vrf_input(identifier).map_err(AnswerError::Identifier)?;
+    let proof = VrfProof::from_bytes(proof).map_err(AnswerError::VrfProof)?;
+    let beta = key.verify(&alpha, &proof).map_err(AnswerError::VrfProof)?;
+    Ok(Label::from_vrf_output(&beta))
 }
 
 /// Checks that `proven` is in the log of `checkpoint` and returns its leaf hash.

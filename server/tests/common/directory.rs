@@ -1,23 +1,45 @@
 //! A minimal directory client for tests: raw gRPC calls, every answer checked with the core
 //! verification functions (independently of `kt-client`, so a bug there cannot hide one here).
+//!
+//! Labels are VRF outputs only the server can compute: [`TestDirectory::label`] looks an
+//! identifier up and checks the answer's VRF proof with the server's VRF public key, as a real
+//! client does, and remembers which identifier each label is for, so that [`TestDirectory::submit`]
+//! can name the identifier in the register and recover requests that need it.
+
+use std::collections::HashMap;
 
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::directory::{
-    verify_history, verify_lookup, verify_update_receipt, HistoryAnswer, KeyUpdate, Label,
-    LabelState, LookupAnswer, Op, Role, UserSigner, VerifiedUpdate,
+    verify_history, verify_label, verify_lookup, verify_update_receipt, HistoryAnswer, KeyUpdate,
+    Label, LabelState, LookupAnswer, Op, Role, UserSigner, VerifiedUpdate,
 };
 use kt_core::note::NoteVerifier;
-use kt_proto::directory::answer_checkpoint;
+use kt_core::vrf::VrfPublicKey;
+use kt_proto::directory::{answer_checkpoint, vrf_proof_from_wire};
 use kt_proto::v1::directory_client::DirectoryClient;
 use kt_proto::v1::{HistoryRequest, LookupRequest, UpdateRequest};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
+#[derive(Clone)]
 pub struct TestDirectory {
     pub grpc: DirectoryClient<Channel>,
     pub origin: String,
     pub verifier: NoteVerifier,
     pub token: String,
+    /// The server's VRF public key, as published in `<data_dir>/vrf.pub`.
+    pub vrf_key: VrfPublicKey,
+    /// The identifier of every label a verified answer gave.
+    names: HashMap<Label, String>,
+}
+
+/// The VRF public key a server publishes (`RunningServer::vrf_public_key`, 64 hex digits).
+pub fn vrf_key_of(server: &ktd::RunningServer) -> VrfPublicKey {
+    let bytes: [u8; 32] = hex::decode(&server.vrf_public_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    VrfPublicKey::from_bytes(&bytes).unwrap()
 }
 
 /// A user's signer from a small number, cycling through the three key algorithms.
@@ -42,6 +64,8 @@ impl TestDirectory {
             origin: server.origin.clone(),
             verifier: NoteVerifier::parse(&server.verifier_key).unwrap(),
             token: token.to_owned(),
+            vrf_key: vrf_key_of(server),
+            names: HashMap::new(),
         }
     }
 
@@ -52,12 +76,45 @@ impl TestDirectory {
             .clone()
     }
 
-    /// Sends `update` to the method of its op and verifies the receipt.
+    /// The label a VRF proof gives for `identifier`, remembered for [`Self::submit`].
+    fn checked_label(&mut self, identifier: &str, proof: &[u8]) -> Label {
+        let proof = vrf_proof_from_wire(proof).expect("the answer carries a VRF proof");
+        let label = verify_label(&self.vrf_key, identifier, &proof).expect("VRF proof verifies");
+        self.names.insert(label, identifier.to_owned());
+        label
+    }
+
+    /// The label of `identifier`, from a verified lookup.
+    pub async fn label(&mut self, identifier: &str) -> Label {
+        let resp = self
+            .grpc
+            .lookup(LookupRequest {
+                identifier: identifier.into(),
+                epoch: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        self.checked_label(identifier, &resp.vrf_proof)
+    }
+
+    /// Sends `update` to the method of its op and verifies the receipt. A register or recover
+    /// names the identifier of the update's label (which an earlier verified answer gave).
     pub async fn submit(&mut self, update: &KeyUpdate) -> Result<VerifiedUpdate, tonic::Status> {
+        let vouched = matches!(update.op(), Op::Register | Op::Recover);
+        let identifier = if vouched {
+            self.names
+                .get(update.label())
+                .expect("look the identifier up (TestDirectory::label) before registering it")
+                .clone()
+        } else {
+            String::new()
+        };
         let mut req = Request::new(UpdateRequest {
             entry: update.encode(),
+            identifier: identifier.clone(),
         });
-        if matches!(update.op(), Op::Register | Op::Recover) {
+        if vouched {
             let value = format!("Bearer {}", self.token).parse().unwrap();
             req.metadata_mut().insert("authorization", value);
         }
@@ -68,6 +125,13 @@ impl TestDirectory {
             Op::Recover => self.grpc.recover(req).await,
         }?
         .into_inner();
+        if vouched {
+            assert_eq!(
+                self.checked_label(&identifier, &resp.vrf_proof),
+                *update.label(),
+                "the receipt's VRF proof gives the entry's label"
+            );
+        }
         let cp = self.open(&answer_checkpoint(resp.checkpoint.as_ref()).unwrap());
         let answer = LookupAnswer::try_from(&resp).unwrap();
         Ok(verify_update_receipt(&cp, update, &answer).expect("receipt verifies"))
@@ -93,7 +157,7 @@ impl TestDirectory {
             assert_eq!(cp.epoch, epoch, "answer is for the epoch asked");
         }
         let answer = LookupAnswer::try_from(&resp).unwrap();
-        let label = Label::from_identifier(identifier).unwrap();
+        let label = self.checked_label(identifier, &resp.vrf_proof);
         let found = verify_lookup(&cp, &label, &answer).expect("lookup verifies");
         (cp, found)
     }
@@ -110,23 +174,22 @@ impl TestDirectory {
             .into_inner();
         let cp = self.open(&answer_checkpoint(resp.checkpoint.as_ref()).unwrap());
         let answer = HistoryAnswer::try_from(&resp).unwrap();
-        let label = Label::from_identifier(identifier).unwrap();
+        let label = self.checked_label(identifier, &resp.vrf_proof);
         verify_history(&cp, &label, &answer).expect("history verifies")
     }
 }
 
-/// The next update of a label whose current state is `state` (None: not registered yet).
+/// The next update of `label` whose current state is `state` (None: not registered yet).
 pub fn next_update(
-    identifier: &str,
+    label: &Label,
     state: Option<&LabelState>,
     op: Op,
     old: Option<&UserSigner>,
     new: Option<&UserSigner>,
 ) -> KeyUpdate {
-    let label = Label::from_identifier(identifier).unwrap();
     let (version, prev) = state.map_or((1, [0; 32]), |s| (s.version + 1, s.leaf_hash));
     let mut update = KeyUpdate::new(
-        label,
+        *label,
         version,
         prev,
         op,

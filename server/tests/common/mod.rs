@@ -28,6 +28,7 @@ pub fn raw_config(dir: &Path) -> RawConfig {
         startup_check: Some(StartupCheck::Full),
         provider_token: Some(PROVIDER_TOKEN.into()),
         provider_token_file: None,
+        vrf_key_file: None,
         witnesses: None,
     }
 }

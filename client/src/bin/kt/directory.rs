@@ -89,6 +89,17 @@ pub(crate) enum MessageCommand {
     },
 }
 
+/// The log's VRF public key from `--vrf-key` / `KT_VRF_KEY`.
+fn vrf_key(cli: &Cli) -> anyhow::Result<kt_core::vrf::VrfPublicKey> {
+    let Some(value) = &cli.vrf_key else {
+        bail!(
+            "no VRF key: pass --vrf-key (or KT_VRF_KEY) with the log's VRF public key, or the path \
+             of its .pub file (make run writes data/vrf.pub); labels are checked with it"
+        );
+    };
+    kt_client::directory::read_vrf_key(value).map_err(anyhow::Error::msg)
+}
+
 fn keys_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     cli.keys
         .clone()
@@ -174,7 +185,7 @@ fn state_json(state: Option<&LabelState>) -> Value {
 
 /// `kt key new`: a fresh key in the key file; nothing is sent.
 pub(crate) fn key_new(cli: &Cli, identifier: &str, alg: Algorithm) -> Result<(), Failure> {
-    kt_core::directory::Label::from_identifier(identifier)
+    kt_core::directory::check_identifier(identifier)
         .with_context(|| format!("identifier {identifier:?}"))?;
     let mut keys = open_keys(cli)?;
     if keys
@@ -293,7 +304,7 @@ fn current_signer(
 /// `kt key register|rotate|revoke|recover`.
 pub(crate) async fn key(cli: &Cli, log: LogClient, cmd: &KeyCommand) -> Result<(), Failure> {
     let mut keys = open_keys(cli)?;
-    let mut client = DirectoryClient::new(log);
+    let mut client = DirectoryClient::new(log, vrf_key(cli)?);
     match cmd {
         KeyCommand::New { .. } => unreachable!("handled without a server"),
         KeyCommand::Register {
@@ -372,7 +383,7 @@ pub(crate) async fn lookup(
     identifier: &str,
     epoch: Option<u64>,
 ) -> Result<(), Failure> {
-    let mut client = DirectoryClient::new(log);
+    let mut client = DirectoryClient::new(log, vrf_key(cli)?);
     let lookup = client.lookup(identifier, epoch).await?;
     let trusted_epoch = client.log().trusted().map(|c| c.checkpoint().epoch);
     if cli.json {
@@ -426,7 +437,7 @@ fn history_json(history: &VerifiedHistory) -> Value {
 
 /// `kt history`.
 pub(crate) async fn history(cli: &Cli, log: LogClient, identifier: &str) -> Result<(), Failure> {
-    let mut client = DirectoryClient::new(log);
+    let mut client = DirectoryClient::new(log, vrf_key(cli)?);
     let history = client.history(identifier).await?;
     if cli.json {
         println!("{}", history_json(&history));
@@ -610,7 +621,7 @@ pub(crate) async fn monitor(
             keys.path().display()
         );
     }
-    let mut client = DirectoryClient::new(log);
+    let mut client = DirectoryClient::new(log, vrf_key(cli)?);
     let history = client.history(identifier).await?;
     if check_history(cli, &history, &made) {
         return Err(Failure::Alert);
@@ -658,7 +669,7 @@ pub(crate) async fn message(
     log: LogClient,
     cmd: &MessageCommand,
 ) -> Result<(), Failure> {
-    let mut client = DirectoryClient::new(log);
+    let mut client = DirectoryClient::new(log, vrf_key(cli)?);
     match cmd {
         MessageCommand::Send {
             identifier,

@@ -33,6 +33,10 @@ struct Cli {
     /// `data/log.pub`).
     #[arg(long, env = "KT_LOG_KEY", global = true)]
     log_key: Option<String>,
+    /// The log's VRF public key (64 hex digits), or a file holding it (ktd writes
+    /// `data/vrf.pub`). The key directory's commands check every label with it.
+    #[arg(long, env = "KT_VRF_KEY", global = true)]
+    vrf_key: Option<String>,
     /// Trusted-state file. Default: ~/.keytrail/trusted-<key id>.json
     #[arg(long, env = "KT_STATE", global = true)]
     state: Option<PathBuf>,
@@ -305,6 +309,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     "  inclusion proof: {} hashes, verified against the signed root",
                     receipt.inclusion_proof.len()
                 );
+                print_quorum(&client, &receipt.checkpoint);
             }
         }
         Command::CheckWitness { witness, note } => {
@@ -329,6 +334,9 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Checkpoint => {
             let refresh = client.refresh().await?;
             print_refresh(cli.json, &refresh, state.display().to_string());
+            if !cli.json {
+                print_quorum(&client, refresh.checkpoint());
+            }
         }
         Command::Prove { index } => {
             let proof = client.prove(*index).await?;
@@ -387,6 +395,37 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Message(cmd) => directory::message(cli, client, cmd).await?,
     }
     Ok(())
+}
+
+/// Under a witness policy: which of its witnesses cosigned `cp`.
+fn print_quorum(client: &LogClient, cp: &SignedCheckpoint) {
+    let Some(policy) = &client.policy().witnesses else {
+        return;
+    };
+    let Ok(note) = kt_core::note::Note::parse(cp.note().as_bytes()) else {
+        return;
+    };
+    let names: Vec<String> = policy
+        .cosigners(&note)
+        .iter()
+        .map(|(w, _)| w.name().to_string())
+        .collect();
+    if names.len() >= policy.threshold() {
+        println!(
+            "  cosigned by {} of the policy's {} witnesses ({} required): {}",
+            names.len(),
+            policy.witnesses().len(),
+            policy.threshold(),
+            names.join(", ")
+        );
+    } else {
+        // The trusted copy of an unchanged checkpoint may predate its cosignatures.
+        println!(
+            "  witness quorum ({} of {}) met when it was accepted",
+            policy.threshold(),
+            policy.witnesses().len()
+        );
+    }
 }
 
 fn print_refresh(json: bool, refresh: &Refresh, state: String) {
