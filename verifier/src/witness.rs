@@ -187,3 +187,57 @@ pub fn generate_key(path: &Path, name: &str) -> anyhow::Result<Cosigner> {
     )?;
     Ok(cosigner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_are_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.key");
+        let made = generate_key(&path, "witness.example/w1").unwrap();
+        let public = std::fs::read_to_string(dir.path().join("w.key.pub")).unwrap();
+        assert_eq!(public.trim(), made.verifier().to_string());
+        assert_eq!(load_key(&path).unwrap().verifier(), made.verifier());
+        assert!(generate_key(&path, "witness.example/w1").is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(
+                load_key(&path).is_err(),
+                "a key readable by others is refused"
+            );
+        }
+        assert!(generate_key(&dir.path().join("x.key"), "bad name").is_err());
+    }
+
+    #[test]
+    fn state_is_for_one_log_and_one_key() {
+        use kt_core::checkpoint::Checkpoint;
+        use kt_core::note::NoteSigner;
+        let dir = tempfile::tempdir().unwrap();
+        let log = NoteSigner::from_seed(KeyName::new("log.example").unwrap(), [1; 32]);
+        let w = Cosigner::from_seed(KeyName::new("w1").unwrap(), [2; 32]);
+        let cp = SignedCheckpoint::sign(Checkpoint::genesis("log.example", 5), &log).unwrap();
+        let mut witness = Witness::open(w.clone(), dir.path(), &log.verifier()).unwrap();
+        assert!(witness.cosigned().is_none());
+        let cosig = witness.commit_and_cosign(&cp, &log.verifier()).unwrap();
+        // Written before the cosignature is returned; reopened, it holds the log's signature
+        // and this witness's line only.
+        let reopened = Witness::open(w.clone(), dir.path(), &log.verifier()).unwrap();
+        let note = reopened.cosigned().unwrap().note().to_owned();
+        assert!(note.ends_with(&format!("{}\n", cosig.to_line())));
+        assert_eq!(note.matches('\u{2014}').count(), 2);
+        let parsed = Note::parse(note.as_bytes()).unwrap();
+        w.verifier().verify_note(&parsed).unwrap();
+        // Another witness key or another log: refused.
+        let other = Cosigner::from_seed(KeyName::new("w2").unwrap(), [3; 32]);
+        assert!(Witness::open(other, dir.path(), &log.verifier()).is_err());
+        let other_log = NoteSigner::from_seed(KeyName::new("log.example").unwrap(), [4; 32]);
+        assert!(Witness::open(w, dir.path(), &other_log.verifier()).is_err());
+    }
+}
