@@ -83,10 +83,14 @@ demo: build
 	@$(BIN)/kt-audit --server $(GRPC) --log-key data/log.pub --state-dir $(DEMO_STATE)/witness \
 		--witness-key $(WITNESS_KEY) --follow --quiet & witness=$$!; \
 	trap 'kill $$witness 2>/dev/null' EXIT; \
-	kt="env KT_VRF_KEY=data/vrf.pub $(BIN)/kt --server $(GRPC) --log-key data/log.pub --state $(DEMO_STATE)/kt.json --witness $$(cat $(WITNESS_KEY).pub) --witness-threshold 1 --max-age 60 --quorum-wait 60"; \
+	id="witnessed-$$(date +%s)@example.org"; \
+	kt="$(BIN)/kt --server $(GRPC) --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json --witness $$(cat $(WITNESS_KEY).pub) --witness-threshold 1 --max-age 60 --quorum-wait 60"; \
 	set -ex; \
-	$$kt lookup nobody@example.org; \
+	$$kt key new $$id; \
+	$$kt key register $$id --provider-token "$$(cat data/provider.token)"; \
+	$$kt lookup $$id; \
 	$$kt append -n demo "accepted under a witness quorum"; \
+	$$kt checkpoint; \
 	$(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/witness --witness-key $(WITNESS_KEY) witness-latest
 
 ## test: the whole suite (unit, vectors, property, end-to-end over loopback with RocksDB).
