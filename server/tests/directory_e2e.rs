@@ -425,3 +425,28 @@ async fn messages_are_sequenced_signed_and_read_back_with_proofs() {
     }
     server.shutdown().await;
 }
+
+/// Labels depend on the VRF key, so a log keeps its key for life: a database is never served
+/// under another VRF key, and an existing log whose VRF key file is gone does not get a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_is_never_served_under_another_vrf_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let published = std::fs::read_to_string(dir.path().join("db/vrf.pub")).unwrap();
+    assert_eq!(published.trim(), server.vrf_public_key);
+    server.shutdown().await;
+
+    let other = dir.path().join("other-vrf.key");
+    ktd::keys::generate_vrf(&other).unwrap();
+    let mut raw = common::raw_config(dir.path());
+    raw.vrf_key_file = Some(other);
+    let config = ktd::config::Config::validate(raw).unwrap();
+    let err = ktd::start(config).await.unwrap_err();
+    assert!(format!("{err:#}").contains("vrf_public_key"), "{err:#}");
+
+    std::fs::remove_file(dir.path().join("db/vrf.key")).unwrap();
+    match ktd::config::Config::validate(common::raw_config(dir.path())) {
+        Err(ktd::config::ConfigError::Invalid { field, .. }) => assert_eq!(field, "vrf_key_file"),
+        other => panic!("expected the missing VRF key to be refused, got {other:?}"),
+    }
+}

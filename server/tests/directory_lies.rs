@@ -329,7 +329,8 @@ enum Lie {
     /// Lookups and histories are answered as for this identifier: genuine answers, VRF proof
     /// and all, about another user.
     AnswerFor(String),
-    /// Lookups carry the VRF proof of this identifier in place of the one asked about.
+    /// Lookups and register receipts carry the VRF proof of this identifier in place of the one
+    /// asked about.
     VrfProofOf(String),
 }
 
@@ -435,7 +436,20 @@ impl Directory for Liar {
         &self,
         r: Request<UpdateRequest>,
     ) -> Result<Response<UpdateResponse>, Status> {
-        self.directory.clone().register(forward(r)).await
+        let mut resp = self.directory.clone().register(forward(r)).await?;
+        if let Lie::VrfProofOf(other) = self.lie() {
+            resp.get_mut().vrf_proof = self
+                .directory
+                .clone()
+                .lookup(LookupRequest {
+                    identifier: other,
+                    epoch: None,
+                })
+                .await?
+                .into_inner()
+                .vrf_proof;
+        }
+        Ok(resp)
     }
 
     async fn rotate(&self, r: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
@@ -684,6 +698,16 @@ async fn an_answer_with_another_identifiers_vrf_proof_is_refused_by_the_client()
             "{json}"
         );
     }
+
+    // A register receipt with Carol's proof: the entry is in the log, but the receipt does not
+    // prove it is Dan's label, so the client does not accept it (the lookup it was built from was
+    // honest).
+    s.set(Lie::Honest);
+    let dan = UserSigner::ed25519_from_seed([0x0d; 32]);
+    let prepared = bob.prepare_register("dan@example.com", &dan).await.unwrap();
+    s.set(Lie::VrfProofOf(CAROL.into()));
+    let err = bob.submit(&prepared, Some(TOKEN)).await.unwrap_err();
+    assert_eq!(answer_error(err), invalid);
 
     // Honest again: Alice's own answer, Alice's label.
     s.set(Lie::Honest);
