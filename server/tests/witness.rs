@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use futures::StreamExt;
 use kt_audit::{AuditConfig, Auditor, Outcome};
-use kt_client::{ClientError, LogApi, LogClient, Policy};
+use kt_client::{ClientError, DirectoryClient, LogApi, LogClient, Policy};
 use kt_core::checkpoint::SignedCheckpoint;
 use kt_core::cosignature::{Cosigner, WitnessPolicy};
 use kt_core::note::{KeyName, Note, NoteSigner};
@@ -327,6 +327,12 @@ async fn client_accepts_only_checkpoints_with_a_quorum_and_fresh() {
     );
     let proven = client.prove(r.index).await.unwrap();
     assert!(cosigners(&proven.checkpoint, &ws).len() >= 2);
+    // Directory answers take the same step: a lookup is accepted once the quorum is there.
+    let mut directory = DirectoryClient::new(client, common::directory::vrf_key_of(&server));
+    let absent = directory.lookup("nobody@example.org", None).await.unwrap();
+    assert!(absent.key().is_none());
+    let trusted = directory.log().trusted().unwrap().clone();
+    assert!(cosigners(&trusted, &ws).len() >= 2, "{}", trusted.note());
     follower.abort();
     w1_follower.abort();
 
@@ -440,6 +446,22 @@ async fn split_view_is_refused_under_a_two_of_three_witness_policy() {
         .unwrap()
         .with_policy(policy(&ws, 2, wait));
     let err = carol.refresh().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::NoQuorum { found: 1, .. }),
+        "{err}"
+    );
+    // A directory answer from view B is refused the same way.
+    let mut carol_dir = DirectoryClient::new(
+        LogClient::connect(&url_b, &key, &carol_state)
+            .await
+            .unwrap()
+            .with_policy(policy(&ws, 2, wait)),
+        common::directory::vrf_key_of(&server_b),
+    );
+    let err = carol_dir
+        .lookup("nobody@example.org", None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
