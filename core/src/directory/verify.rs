@@ -282,7 +282,14 @@ pub fn verify_messages(
     messages: &[ProvenEntry],
 ) -> Result<Vec<VerifiedMessage>, AnswerError> {
     let mut out = Vec::with_capacity(messages.len());
-    for (want, proven) in (from_sequence..).zip(messages) {
+    for (offset, proven) in messages.iter().enumerate() {
+        // Checked: a server may answer a read from sequence u64::MAX with more than one message.
+        let want = from_sequence
+            .checked_add(offset as u64)
+            .ok_or(AnswerError::SequenceGap {
+                want: u64::MAX,
+                got: 0,
+            })?;
         let message = Message::decode(&proven.entry).map_err(|source| AnswerError::Malformed {
             index: proven.index,
             source,
