@@ -165,7 +165,10 @@ pub fn key_source(
         Ok(KeySource::File(path))
     } else if data_dir.join("CURRENT").exists() {
         Err(invalid(format!(
-            "{} is missing but the log in {} exists",
+            "{} is missing but the log in {} exists: its labels were made with a VRF key that \
+             is gone (restore it, or configure it with vrf_key_file); a log from before labels \
+             were VRF outputs has none and cannot be carried over (start a new one, e.g. `make \
+             clean-data`)",
             path.display(),
             data_dir.display()
         )))
