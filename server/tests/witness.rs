@@ -504,14 +504,24 @@ async fn split_view_is_refused_under_a_two_of_three_witness_policy() {
     let b_now = api_b.checkpoint(Some(split + 1)).await.unwrap();
     assert_eq!(cosigners(&b_now, &ws), ["witness3.test"]);
 
-    // Gossip: Dave has no witness policy and accepted view B; witness 1's latest cosigned
-    // checkpoint (view A) conflicts with it, with evidence.
+    // Gossip: witness 1 serves its latest cosigned checkpoint (`kt-audit --serve-latest`). Dave
+    // has no witness policy and accepted view B; what witness 1 cosigned (view A) conflicts with
+    // it: `kt check-witness` exits 3 with the evidence.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gossip_url = format!("http://{}/checkpoint", listener.local_addr().unwrap());
+    let endpoint = tokio::spawn(kt_audit::witness::serve_latest(listener, wdir(0)));
+    let gossip = reqwest::get(&gossip_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(open(&gossip).checkpoint(), a.checkpoint());
+    assert_eq!(cosigners(&open(&gossip), &ws), ["witness1.test"]);
     let mut dave = LogClient::connect(&url_b, &key, dir_b.join("dave.json"))
         .await
         .unwrap();
     dave.refresh().await.unwrap();
-    let w1 = kt_audit::witness::Witness::open(ws[0].clone(), &wdir(0), api_a.verifier()).unwrap();
-    let gossip = w1.cosigned().unwrap().note().to_owned();
     let err = dave
         .check_witness(&ws[0].verifier(), gossip.as_bytes())
         .await
@@ -520,10 +530,42 @@ async fn split_view_is_refused_under_a_two_of_three_witness_policy() {
         ClientError::Violation(v) => assert!(matches!(*v, Violation::Fork(_)), "{v}"),
         other => panic!("expected a fork, got {other}"),
     }
+    let kt = |url: &str, state: &Path| {
+        let out = Command::new(binary("kt"))
+            .args([
+                "--server",
+                url,
+                "--log-key",
+                &key,
+                "--json",
+                "check-witness",
+            ])
+            .arg(ws[0].verifier().to_string())
+            .arg(&gossip_url)
+            .arg("--state")
+            .arg(state)
+            .env_remove("KT_STATE")
+            .env_remove("KT_WITNESSES")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ kt check-witness -> {:?}\n{}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = kt(&url_b, &dir_b.join("dave.json"));
+    assert_eq!(out.status.code(), Some(3));
+    let evidence: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["kind"], "fork");
     // Bob's view agrees with the same gossip.
     bob.check_witness(&ws[0].verifier(), gossip.as_bytes())
         .await
         .unwrap();
+    assert!(kt(&url_a, &bob_state).status.success());
+    endpoint.abort();
     server_a.shutdown().await;
     server_b.shutdown().await;
 }

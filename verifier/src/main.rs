@@ -44,6 +44,10 @@ struct Cli {
     /// (`kt-audit witness-keygen` writes one) and submit the cosignature to the server.
     #[arg(long, env = "KT_AUDIT_WITNESS_KEY")]
     witness_key: Option<PathBuf>,
+    /// With --witness-key: also serve the latest checkpoint this witness cosigned at
+    /// `http://<addr>/checkpoint`, for clients' gossip (`kt check-witness`).
+    #[arg(long, requires = "witness_key")]
+    serve_latest: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +152,7 @@ fn witness_latest(cli: &Cli) -> anyhow::Result<String> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let serve_dir = cli.state_dir.clone();
     let log_key = cli
         .log_key
         .as_deref()
@@ -166,6 +171,21 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         tiles_url: cli.tiles_url,
         progress: !cli.quiet && std::io::stderr().is_terminal(),
     };
+    if let Some(addr) = cli.serve_latest {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding --serve-latest {addr}: {e}"))?;
+        eprintln!(
+            "kt-audit: serving the latest cosigned checkpoint at http://{}/checkpoint",
+            listener.local_addr()?
+        );
+        let dir = serve_dir;
+        tokio::spawn(async move {
+            if let Err(e) = kt_audit::witness::serve_latest(listener, dir).await {
+                eprintln!("kt-audit: the gossip endpoint failed: {e:#}");
+            }
+        });
+    }
     let mut auditor = Auditor::new(config).await?;
     if let Some(cosigner) = witness {
         auditor.set_witness(cosigner)?;

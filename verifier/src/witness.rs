@@ -117,6 +117,65 @@ impl Witness {
     }
 }
 
+/// The latest checkpoint the witness whose state is in `state_dir` cosigned, as it gives it out
+/// (the log's signature and the witness's cosignature), read from its state file; `None` before
+/// the first cosignature. Read-only: safe while the witness runs (the file is replaced
+/// atomically).
+pub fn read_latest(state_dir: &Path) -> anyhow::Result<Option<String>> {
+    let path = state_dir.join(WITNESS_STATE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let disk: OnDisk = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a witness state: {e}", path.display()))?;
+            Ok(disk.cosigned)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
+    }
+}
+
+/// Serves `GET /checkpoint` on `listener`: the witness's latest cosigned checkpoint
+/// ([`read_latest`]), `404` before the first one. This is what clients gossip with
+/// (`kt check-witness`, `docs/protocol.md` §13.4). Runs until the task is dropped.
+pub async fn serve_latest(
+    listener: tokio::net::TcpListener,
+    state_dir: PathBuf,
+) -> anyhow::Result<()> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/checkpoint",
+        axum::routing::get(move || {
+            let dir = state_dir.clone();
+            async move {
+                let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+                match tokio::task::spawn_blocking(move || read_latest(&dir)).await {
+                    Ok(Ok(Some(note))) => (
+                        StatusCode::OK,
+                        [
+                            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                            (header::CACHE_CONTROL, "no-store"),
+                        ],
+                        note,
+                    )
+                        .into_response(),
+                    Ok(Ok(None)) => {
+                        (StatusCode::NOT_FOUND, text, "nothing cosigned yet\n").into_response()
+                    }
+                    _ => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        text,
+                        "cannot read the witness state\n",
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
 /// `cp`'s body with the log's signature line and `cosignature`'s line only.
 fn own_note(
     cp: &SignedCheckpoint,

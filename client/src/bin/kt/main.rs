@@ -91,7 +91,8 @@ enum Command {
     CheckWitness {
         /// The witness's cosignature verifier key.
         witness: String,
-        /// A file holding the witness's cosigned checkpoint note, or `-` for standard input.
+        /// Where the witness's latest cosigned checkpoint is: its URL (`kt-audit --serve-latest`
+        /// serves `http://<addr>/checkpoint`), a file, or `-` for standard input.
         note: String,
     },
     /// This device's keys for a user identifier: create, register, rotate, revoke, recover.
@@ -201,6 +202,25 @@ fn log_key(cli: &Cli) -> anyhow::Result<String> {
         );
     };
     kt_client::read_log_key(value).map_err(anyhow::Error::msg)
+}
+
+/// Fetches a witness's latest cosigned checkpoint (at most 64 KiB) over plain HTTP.
+async fn fetch_witness_checkpoint(url: &str) -> anyhow::Result<Vec<u8>> {
+    let resp = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("fetching {url}: {e}"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "fetching {url}: HTTP {}",
+        resp.status()
+    );
+    let body = resp.bytes().await?;
+    anyhow::ensure!(body.len() <= 64 * 1024, "{url}: answer larger than 64 KiB");
+    Ok(body.to_vec())
 }
 
 /// The witness policy and freshness bound of the flags.
@@ -317,6 +337,8 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 .map_err(|e| anyhow::anyhow!("witness key {witness:?}: {e}"))?;
             let bytes = if note == "-" {
                 read_payload(note)?
+            } else if note.starts_with("http://") || note.starts_with("https://") {
+                fetch_witness_checkpoint(note).await?
             } else {
                 std::fs::read(note).map_err(|e| anyhow::anyhow!("{note}: {e}"))?
             };
