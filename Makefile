@@ -29,6 +29,8 @@ build: deps
 ## and a local witness key (data/witness.key, for `make demo`'s kt-audit witness) whose verifier
 ## key ktd accepts cosignatures from.
 WITNESS_KEY ?= data/witness.key
+# Where `make demo`'s witness serves its latest cosigned checkpoint (gossip).
+WITNESS_ADDR ?= 127.0.0.1:8081
 
 run: build
 	@test -f $(WITNESS_KEY) || $(BIN)/kt-audit witness-keygen --out $(WITNESS_KEY) --name keytrail.localhost/witness >/dev/null
@@ -81,7 +83,7 @@ demo: build
 	@# 60 s old, so the lookup below is accepted only under the witness quorum.
 	@test -f $(WITNESS_KEY).pub || { echo "no $(WITNESS_KEY).pub: restart ktd with 'make run'"; exit 1; }
 	@$(BIN)/kt-audit --server $(GRPC) --log-key data/log.pub --state-dir $(DEMO_STATE)/witness \
-		--witness-key $(WITNESS_KEY) --follow --quiet & witness=$$!; \
+		--witness-key $(WITNESS_KEY) --follow --quiet --serve-latest $(WITNESS_ADDR) & witness=$$!; \
 	trap 'kill $$witness 2>/dev/null' EXIT; \
 	id="witnessed-$$(date +%s)@example.org"; \
 	kt="$(BIN)/kt --server $(GRPC) --log-key data/log.pub --vrf-key data/vrf.pub --state $(DEMO_STATE)/kt.json --keys $(DEMO_STATE)/keys.json --witness $$(cat $(WITNESS_KEY).pub) --witness-threshold 1 --max-age 60 --quorum-wait 60"; \
@@ -91,7 +93,7 @@ demo: build
 	$$kt lookup $$id; \
 	$$kt append -n demo "accepted under a witness quorum"; \
 	$$kt checkpoint; \
-	$(BIN)/kt-audit --log-key data/log.pub --state-dir $(DEMO_STATE)/witness --witness-key $(WITNESS_KEY) witness-latest
+	$$kt check-witness $$(cat $(WITNESS_KEY).pub) http://$(WITNESS_ADDR)/checkpoint
 
 ## test: the whole suite (unit, vectors, property, end-to-end over loopback with RocksDB).
 test: build
