@@ -14,6 +14,36 @@ use thiserror::Error;
 use crate::sequencer::SequencerConfig;
 use crate::startup::StartupCheck;
 
+/// A secret setting: never printed, not even by `Debug` (configs are logged when they fail).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
 /// Raw settings; every field optional so the sources can be layered.
 #[derive(Debug, Default, Clone, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +82,7 @@ pub struct RawConfig {
     /// The identity provider's bearer token for register and recover (at least 16 characters).
     /// Prefer the environment or a file over the command line, where other users can see it.
     #[arg(long, env = "KTD_PROVIDER_TOKEN", hide_env_values = true)]
-    pub provider_token: Option<String>,
+    pub provider_token: Option<Secret>,
     /// File holding the provider token. Default: `<data_dir>/provider.token`, generated on the
     /// first start when no token is given.
     #[arg(long, env = "KTD_PROVIDER_TOKEN_FILE")]
@@ -277,7 +307,7 @@ impl Config {
                     "give either provider_token or provider_token_file, not both",
                 ))
             }
-            (Some(token), None) if token.len() < crate::keys::MIN_PROVIDER_TOKEN_LEN => {
+            (Some(token), None) if token.expose().len() < crate::keys::MIN_PROVIDER_TOKEN_LEN => {
                 return Err(invalid(
                     "provider_token",
                     format!(
@@ -286,7 +316,7 @@ impl Config {
                     ),
                 ))
             }
-            (Some(token), None) => ProviderTokenSource::Value(token),
+            (Some(token), None) => ProviderTokenSource::Value(token.expose().to_owned()),
             (None, Some(path)) => ProviderTokenSource::File(path),
             (None, None) => {
                 ProviderTokenSource::File(data_dir.join(DEFAULT_PROVIDER_TOKEN_FILE_NAME))

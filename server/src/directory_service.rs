@@ -36,7 +36,10 @@ use crate::vrf_labels::{LabelError, LabelProof, VrfLabels};
 
 /// Most versions one history answer carries; a label with more is refused (no user rotates
 /// that often, and the bound keeps answers small).
-pub const MAX_HISTORY_VERSIONS: u64 = 10_000;
+pub const MAX_HISTORY_VERSIONS: u64 = 3_000;
+/// Messages a read returns stop once their entries pass this many bytes (the rest come with the
+/// next read), so an answer of large messages stays within `MAX_GRPC_ANSWER`.
+pub const MAX_READ_BYTES: usize = 2 * 1024 * 1024;
 /// Most messages one read returns, and the default when the request says 0.
 pub const MAX_MESSAGES_PER_READ: u32 = 1_000;
 const DEFAULT_MESSAGES_PER_READ: u32 = 100;
@@ -449,13 +452,16 @@ impl Messages for DirectoryService {
             keep_if_registered(&vrf, s, &req.author, &proof)?;
             let author = proof.label;
             let cp = cp.checkpoint();
-            let mut out = Vec::new();
+            let mut out: Vec<ProvenEntry> = Vec::new();
+            let mut bytes = 0;
             for (_, index) in s.message_indexes(&author, req.from_sequence, limit as usize)? {
                 // Rows of an epoch being committed right now are not in `cp` yet.
-                if index >= cp.size {
+                if index >= cp.size || bytes >= MAX_READ_BYTES {
                     break;
                 }
-                out.push(proven_entry(s, cp, index)?);
+                let proven = proven_entry(s, cp, index)?;
+                bytes += proven.entry.len() + 32 * proven.inclusion.len();
+                out.push(proven);
             }
             Ok((proof, out))
         })

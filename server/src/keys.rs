@@ -70,6 +70,16 @@ fn write_private(path: &Path, contents: &str) -> Result<(), KeyFileError> {
 /// The identity provider's bearer token kept in `path`, generated (32 random bytes, hex, mode
 /// 0600) if the file does not exist yet, as the signing key is on a new log's first start.
 pub fn load_or_create_provider_token(path: &Path) -> Result<String, KeyFileError> {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(KeyFileError::Io {
+                path: path.to_owned(),
+                reason: "the provider token file is readable or writable by others; run `chmod 600` on it (or make a new token)".into(),
+            });
+        }
+    }
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().len() >= MIN_PROVIDER_TOKEN_LEN => Ok(text.trim().to_owned()),
         Ok(_) => Err(KeyFileError::Parse {
@@ -168,6 +178,16 @@ mod tests {
         }
         std::fs::write(&path, "short\n").unwrap();
         assert!(load_or_create_provider_token(&path).is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&path, format!("{token}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = load_or_create_provider_token(&path)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("chmod 600"), "{err}");
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ use crate::witnessing::WitnessingService;
 
 /// Largest gRPC message the server accepts or sends.
 pub const MAX_GRPC_MESSAGE: usize = 256 * 1024;
+/// Largest gRPC answer: a history of up to `MAX_HISTORY_VERSIONS` versions or a page of messages
+/// with their proofs. Clients accept answers up to this size (`kt-client`'s `MAX_MESSAGE`).
+pub const MAX_GRPC_ANSWER: usize = 4 * 1024 * 1024;
 
 /// A started server. Drop does not stop it; call [`RunningServer::shutdown`].
 #[derive(Debug)]
@@ -205,14 +208,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         publisher,
         cosigned.clone(),
     );
-    let sequencer_shutdown = Arc::new(AtomicBool::new(false));
-    let (handle, sequencer_thread) =
-        sequencer.spawn(config.sequencer.clone(), sequencer_shutdown.clone());
-
+    // Every secret is loaded before the writer starts, so a bad token file stops start-up with
+    // nothing running.
     let provider_token = match &config.provider_token {
         ProviderTokenSource::Value(token) => token.clone(),
         ProviderTokenSource::File(path) => keys::load_or_create_provider_token(path)?,
     };
+    let sequencer_shutdown = Arc::new(AtomicBool::new(false));
+    let (handle, sequencer_thread) =
+        sequencer.spawn(config.sequencer.clone(), sequencer_shutdown.clone());
+
     let directory = DirectoryService::new(
         storage.clone(),
         handle.clone(),
@@ -245,16 +250,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let stop = stop.clone();
         let log = LogServer::new(service)
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE);
+            .max_encoding_message_size(MAX_GRPC_ANSWER);
         let messages = MessagesServer::new(directory.clone())
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE);
+            .max_encoding_message_size(MAX_GRPC_ANSWER);
         let witnessing = WitnessingServer::new(witnessing)
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE);
+            .max_encoding_message_size(MAX_GRPC_ANSWER);
         let directory = DirectoryServer::new(directory)
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE);
+            .max_encoding_message_size(MAX_GRPC_ANSWER);
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -331,10 +331,43 @@ async fn bad_updates_are_refused_with_the_right_status_and_change_nothing() {
         ))
         .await
         .unwrap();
-    let (_, at_v1) = client.lookup(id, Some(before.0.epoch + 1)).await;
-    let _ = at_v1; // the epoch after "before" may or may not include v1, both verify
-    let (_, now) = client.lookup(id, None).await;
+    let (now_cp, now) = client.lookup(id, None).await;
     assert_eq!(now.unwrap().leaf_hash, v2.leaf_hash);
+    // No heartbeats in tests, so the latest epoch is v2's, and the one before it still maps
+    // Alice to v1: a lookup at a past epoch proves against that epoch's map.
+    let (_, at_v1) = client.lookup(id, Some(now_cp.epoch - 1)).await;
+    assert_eq!(at_v1.unwrap().leaf_hash, s1.leaf_hash);
+    assert!(before.0.epoch < now_cp.epoch);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_fits_in_one_verified_answer() {
+    // 650 versions with their inclusion proofs (~10 hashes each here) are ~300 KB: more than
+    // the 256 KiB a request may be, within what an answer may be (MAX_GRPC_ANSWER).
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let mut client = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
+    let id = "frequent-rotator@example.org";
+    let label = client.label(id).await;
+    let mut key = signer(3_000);
+    let mut state = state_after(
+        &client
+            .submit(&next_update(&label, None, Op::Register, None, Some(&key)))
+            .await
+            .unwrap(),
+    );
+    for n in 1..650 {
+        let new = signer(3_000 + n * 3);
+        let update = next_update(&label, Some(&state), Op::Rotate, Some(&key), Some(&new));
+        state = state_after(&client.submit(&update).await.unwrap());
+        key = new;
+    }
+    let (versions, last) = client.history(id).await;
+    assert_eq!(versions.len(), 650);
+    assert_eq!(last.unwrap().version, 650);
+    let bytes: usize = versions.iter().map(|v| v.update.encode().len() + 320).sum();
+    assert!(bytes > ktd::MAX_GRPC_MESSAGE, "{bytes} bytes do not test the limit");
     server.shutdown().await;
 }
 
