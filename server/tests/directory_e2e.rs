@@ -367,7 +367,10 @@ async fn a_long_history_fits_in_one_verified_answer() {
     assert_eq!(versions.len(), 650);
     assert_eq!(last.unwrap().version, 650);
     let bytes: usize = versions.iter().map(|v| v.update.encode().len() + 320).sum();
-    assert!(bytes > ktd::MAX_GRPC_MESSAGE, "{bytes} bytes do not test the limit");
+    assert!(
+        bytes > ktd::MAX_GRPC_MESSAGE,
+        "{bytes} bytes do not test the limit"
+    );
     server.shutdown().await;
 }
 
