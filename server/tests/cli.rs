@@ -4,21 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use common::{binary, copy_dir};
 
-/// The workspace's built binaries sit next to this test's `deps/` directory.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test --workspace --all-targets` (make test)",
-        path.display()
-    );
-    path
-}
+use std::path::Path;
+use std::process::{Command, Output};
 
 fn run(name: &str, args: &[&str]) -> Output {
     let out = Command::new(binary(name)).args(args).output().unwrap();
@@ -47,19 +36,6 @@ fn kt(url: &str, key_file: &Path, state: &Path, args: &[&str]) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::binary;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -22,19 +24,6 @@ use serde_json::Value;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-
-/// The workspace's built binaries sit next to this test's `deps/` directory.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test --workspace --all-targets` (make test)",
-        path.display()
-    );
-    path
-}
 
 /// One device: its trusted-state file and its key file.
 struct Device {

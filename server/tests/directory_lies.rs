@@ -43,6 +43,8 @@
 
 mod common;
 
+use common::{binary, copy_dir};
+
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Command, Output};
@@ -87,19 +89,6 @@ fn mallory() -> UserSigner {
 // ---------------------------------------------------------------------------------------------
 // The owner's device: the real `kt` binary with its own trusted state and key file.
 // ---------------------------------------------------------------------------------------------
-
-/// The workspace's built binaries sit next to this test's `deps/` directory.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test --workspace --all-targets`",
-        path.display()
-    );
-    path
-}
 
 /// A device running `kt`: its trusted-state file and its key file (private keys and made-set).
 struct Device {
@@ -290,20 +279,6 @@ fn forge(data_dir: &Path, entries: Vec<Vec<u8>>, forgery: Forgery) -> Vec<u64> {
         .into_iter()
         .map(|outcome| outcome.unwrap().index)
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // Keeps the mode bits, so the copied signing key stays 0600.
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{binary, copy_dir};
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,31 +90,6 @@ async fn witness_clean(server: &str, key: &str, state_dir: &Path, w: &Cosigner) 
         Outcome::Clean { epoch, .. } => epoch,
         Outcome::Violation { finding, .. } => panic!("witness flagged: {finding:?}"),
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// The workspace's built binaries sit next to this test's `deps/` directory.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test --workspace --all-targets`",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

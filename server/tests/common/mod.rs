@@ -50,3 +50,31 @@ pub fn grpc_url(server: &RunningServer) -> String {
 pub fn http_url(server: &RunningServer) -> String {
     format!("http://{}", server.http_addr)
 }
+
+/// A built workspace binary (`kt`, `kt-audit`, `ktd`): they sit next to the test's `deps/`
+/// directory when the tests are built with `cargo build/test --workspace --all-targets`.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test --workspace --all-targets` (make test)",
+        path.display()
+    );
+    path
+}
+
+/// Copies a directory tree (a stopped server's data directory, to make a second view of it).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
