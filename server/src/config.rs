@@ -76,6 +76,10 @@ pub struct RawConfig {
     /// Most appends waiting for the sequencer before RESOURCE_EXHAUSTED.
     #[arg(long, env = "KTD_QUEUE_DEPTH")]
     pub queue_depth: Option<usize>,
+    /// Free space (MiB) kept on the data directory's filesystem: below it appends are refused
+    /// (UNAVAILABLE) and resume by themselves when space is freed. Default 256; 0 turns it off.
+    #[arg(long, env = "KTD_MIN_FREE_DISK_MIB")]
+    pub min_free_disk_mib: Option<u64>,
     /// Start-up verification: `full` (re-hash everything) or `quick` (right border only).
     #[arg(long, env = "KTD_STARTUP_CHECK", value_parser = parse_startup_check)]
     pub startup_check: Option<StartupCheck>,
@@ -119,6 +123,7 @@ impl RawConfig {
             heartbeat_ms: self.heartbeat_ms.or(lower.heartbeat_ms),
             max_batch: self.max_batch.or(lower.max_batch),
             queue_depth: self.queue_depth.or(lower.queue_depth),
+            min_free_disk_mib: self.min_free_disk_mib.or(lower.min_free_disk_mib),
             startup_check: self.startup_check.or(lower.startup_check),
             provider_token: self.provider_token.or(lower.provider_token),
             provider_token_file: self.provider_token_file.or(lower.provider_token_file),
@@ -299,6 +304,12 @@ impl Config {
                 1,
                 1_000_000,
             )?,
+            min_free_bytes: ranged(
+                "min_free_disk_mib",
+                raw.min_free_disk_mib.unwrap_or(256),
+                0,
+                1 << 30,
+            )? << 20,
         };
         let provider_token = match (raw.provider_token, raw.provider_token_file) {
             (Some(_), Some(_)) => {

@@ -6,7 +6,7 @@ use kt_core::directory::{Label, LabelState, UserKey};
 use kt_core::map::{Page, PagePath, PageReader};
 use rocksdb::WriteBatch;
 
-use crate::storage::{Storage, StorageError, CF_LABELS, CF_MAP_PAGES, CF_MESSAGES, CF_VERSIONS};
+use crate::storage::{Db, Storage, StorageError, CF_LABELS, CF_MAP_PAGES, CF_MESSAGES, CF_VERSIONS};
 
 /// The directory's changes of one epoch.
 #[derive(Debug, Default)]
@@ -95,27 +95,27 @@ fn decode_state(b: &[u8]) -> Result<LabelState, StorageError> {
 
 impl Storage {
     pub(crate) fn add_directory_writes(
-        &self,
+        db: &Db,
         batch: &mut WriteBatch,
         epoch: u64,
         w: &DirectoryWrite,
     ) {
         for (path, page) in &w.pages {
-            batch.put_cf(self.cf(CF_MAP_PAGES), page_key(path, epoch), page.encode());
+            batch.put_cf(db.cf(CF_MAP_PAGES), page_key(path, epoch), page.encode());
         }
         for (label, state) in &w.labels {
-            batch.put_cf(self.cf(CF_LABELS), label.as_bytes(), encode_state(state));
+            batch.put_cf(db.cf(CF_LABELS), label.as_bytes(), encode_state(state));
         }
         for (label, version, index) in &w.versions {
             batch.put_cf(
-                self.cf(CF_VERSIONS),
+                db.cf(CF_VERSIONS),
                 label_u64_key(label, *version),
                 index.to_be_bytes(),
             );
         }
         for (author, sequence, index) in &w.messages {
             batch.put_cf(
-                self.cf(CF_MESSAGES),
+                db.cf(CF_MESSAGES),
                 label_u64_key(author, *sequence),
                 index.to_be_bytes(),
             );
@@ -125,13 +125,14 @@ impl Storage {
     /// Every row of every column family: for tests and inspection tools that must see all that
     /// is stored (say, to show that no identifier is).
     pub fn every_row(&self) -> Result<Vec<Row>, StorageError> {
-        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), self.db.path())?;
+        let db = self.db()?;
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), db.path())?;
         let mut out = Vec::new();
         for name in names {
-            let Some(cf) = self.db.cf_handle(&name) else {
+            let Some(cf) = db.cf_handle(&name) else {
                 continue;
             };
-            for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
                 let (k, v) = item?;
                 out.push((name.clone(), k, v));
             }
@@ -142,7 +143,8 @@ impl Storage {
     /// The map page at `path` as of `epoch`: its newest version written at or before `epoch`.
     pub fn map_page(&self, path: &PagePath, epoch: u64) -> Result<Option<Page>, StorageError> {
         let prefix = path.key();
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_MAP_PAGES));
+        let db = self.db()?;
+        let mut it = db.raw_iterator_cf(db.cf(CF_MAP_PAGES));
         it.seek_for_prev(page_key(path, epoch));
         if !it.valid() {
             it.status()?;
@@ -168,23 +170,24 @@ impl Storage {
 
     /// A label's current state, if it was ever registered.
     pub fn label_state(&self, label: &Label) -> Result<Option<LabelState>, StorageError> {
-        self.db
-            .get_cf(self.cf(CF_LABELS), label.as_bytes())?
+        let db = self.db()?;
+        db.get_cf(db.cf(CF_LABELS), label.as_bytes())?
             .map(|b| decode_state(&b))
             .transpose()
     }
 
     /// Log index of `label`'s KeyUpdate of `version`.
     pub fn version_index(&self, label: &Label, version: u64) -> Result<Option<u64>, StorageError> {
-        self.db
-            .get_cf(self.cf(CF_VERSIONS), label_u64_key(label, version))?
+        let db = self.db()?;
+        db.get_cf(db.cf(CF_VERSIONS), label_u64_key(label, version))?
             .map(|b| be_u64(&b, "version index"))
             .transpose()
     }
 
     /// The highest message sequence of `author` so far (0 if none).
     pub fn last_message_sequence(&self, author: &Label) -> Result<u64, StorageError> {
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_MESSAGES));
+        let db = self.db()?;
+        let mut it = db.raw_iterator_cf(db.cf(CF_MESSAGES));
         it.seek_for_prev(label_u64_key(author, u64::MAX));
         if !it.valid() {
             it.status()?;
@@ -205,7 +208,8 @@ impl Storage {
         limit: usize,
     ) -> Result<Vec<(u64, u64)>, StorageError> {
         let mut out = Vec::new();
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_MESSAGES));
+        let db = self.db()?;
+        let mut it = db.raw_iterator_cf(db.cf(CF_MESSAGES));
         it.seek(label_u64_key(author, from));
         while it.valid() && out.len() < limit {
             let key = it.key().expect("valid iterator has a key");
@@ -275,8 +279,9 @@ mod tests {
                 pages: vec![(root, p.clone())],
                 ..DirectoryWrite::default()
             };
-            storage.add_directory_writes(&mut batch, epoch, &w);
-            storage.db.write(batch).unwrap();
+            let db = storage.db().unwrap();
+            Storage::add_directory_writes(&db, &mut batch, epoch, &w);
+            db.write(batch).unwrap();
         }
         assert_eq!(storage.map_page(&root, 2).unwrap(), None);
         assert_eq!(storage.map_page(&root, 3).unwrap(), Some(page.clone()));

@@ -82,7 +82,9 @@ impl From<SequencerError> for ApiError {
     fn from(e: SequencerError) -> Self {
         match e {
             SequencerError::QueueFull(_) => ApiError::Busy(e.to_string()),
-            SequencerError::Stopped(_) => ApiError::Unavailable(e.to_string()),
+            SequencerError::Stopped(_) | SequencerError::DiskFull(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
             SequencerError::Rejected(Rejection::Malformed(_)) => {
                 ApiError::InvalidArgument(e.to_string())
             }

@@ -30,7 +30,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::directory_epoch::{EpochDirectory, Rejection};
 use crate::directory_store::DirectoryWrite;
-use crate::storage::{EpochWrite, Storage, StorageError};
+use crate::storage::{EpochWrite, Fault, Storage, StorageError};
 
 /// Timing and size limits of the write path.
 #[derive(Debug, Clone)]
@@ -43,6 +43,11 @@ pub struct SequencerConfig {
     pub max_batch: usize,
     /// Most requests waiting for the sequencer; beyond it appends are refused.
     pub queue_depth: usize,
+    /// Free bytes kept on the data directory's filesystem; below it no epoch is committed and
+    /// appends are refused until space is freed (0: no reserve). RocksDB's own flushes and
+    /// compactions need this headroom: when a write does hit a full disk, RocksDB refuses every
+    /// later write until it is reopened.
+    pub min_free_bytes: u64,
 }
 
 /// Why an append was not sequenced. None of these wrote anything.
@@ -52,6 +57,8 @@ pub enum SequencerError {
     QueueFull(usize),
     #[error("the sequencer is not running: {0}")]
     Stopped(String),
+    #[error("{0}")]
+    DiskFull(String),
     #[error("refused: {0}")]
     Rejected(#[from] Rejection),
 }
@@ -110,7 +117,13 @@ impl SequencerHandle {
 
     fn stopped_error(&self) -> SequencerError {
         let why = self.stopped.lock().expect("not poisoned").clone();
-        SequencerError::Stopped(why.unwrap_or_else(|| "the server is shutting down".into()))
+        SequencerError::Stopped(why.unwrap_or_else(|| {
+            // Shutting down finishes every queued epoch, so a reply dropped unanswered means the
+            // commit of this request's epoch failed.
+            "the commit of this entry's epoch failed: it may or may not be in the log; look it \
+             up before retrying"
+                .into()
+        }))
     }
 }
 
@@ -125,6 +138,20 @@ pub enum CommitError {
     Map(#[from] kt_core::map::MapError<StorageError>),
     #[error("refusing to sign: {0}")]
     Unverified(String),
+}
+
+/// Free space needed before storage is reopened after a failed write.
+const MIN_FREE_TO_REOPEN: u64 = 16 << 20;
+
+/// Why the sequencer could not resume after a failed commit.
+#[derive(Debug, Error)]
+enum ResumeError {
+    /// Try again later (the disk is still full, the database did not reopen).
+    #[error("{0}")]
+    NotYet(String),
+    /// Storage holds something this process did not commit: only an operator can sort it out.
+    #[error("{0}")]
+    Fatal(String),
 }
 
 /// Why the log could not be opened for writing. The server refuses to start on any of these.
@@ -159,6 +186,10 @@ pub struct Sequencer {
     /// Shared only weakly (see [`Sequencer::publisher`]): when the sequencer stops, the channel
     /// closes and watchers end.
     published: Arc<watch::Sender<Arc<SignedCheckpoint>>>,
+    /// A signed epoch whose write reported failure. It may or may not be on disk; until it is
+    /// (written again on resume), no other checkpoint is signed, so one epoch number never gets
+    /// two different signed checkpoints.
+    committing: Option<EpochWrite>,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -205,6 +236,7 @@ impl Sequencer {
                 partial_tiles,
                 latest,
                 published: Arc::new(published),
+                committing: None,
             },
             subscribed,
         ))
@@ -247,6 +279,7 @@ impl Sequencer {
         let mut pending: Vec<Job> = Vec::new();
         let mut epoch_due = Instant::now() + config.epoch_interval;
         let mut last_commit = Instant::now();
+        let mut disk_full = false;
         loop {
             let closing = shutdown.load(Ordering::SeqCst);
             if closing {
@@ -262,16 +295,40 @@ impl Sequencer {
                 || (epoch_over && (!pending.is_empty() || heartbeat_due))
                 || (closing && !pending.is_empty());
             if commit_now {
+                if let Some(why) = self.disk_below_reserve(&config) {
+                    // Nothing is written, heartbeats included, until space is freed.
+                    if !disk_full {
+                        tracing::warn!("{why}");
+                        disk_full = true;
+                    }
+                    for job in pending.drain(..) {
+                        let _ = job.reply.send(Err(SequencerError::DiskFull(why.clone())));
+                    }
+                    last_commit = Instant::now();
+                    epoch_due = now + config.epoch_interval;
+                    continue;
+                }
+                if disk_full {
+                    tracing::info!("free disk space is above the reserve again: appends resume");
+                    disk_full = false;
+                }
                 let take = pending.len().min(config.max_batch);
                 let batch: Vec<Job> = pending.drain(..take).collect();
                 if let Err(e) = self.commit(batch) {
-                    let why = format!("epoch commit failed, restart to recover from storage: {e}");
+                    let why = format!(
+                        "the epoch commit failed ({e}); appends are refused until storage recovers"
+                    );
                     tracing::error!("{why}");
                     *stopped.lock().expect("not poisoned") = Some(why.clone());
-                    for job in pending.drain(..).chain(rx.try_iter()) {
+                    for job in pending.drain(..) {
                         let _ = job.reply.send(Err(SequencerError::Stopped(why.clone())));
                     }
-                    return;
+                    if !self.resume(&rx, &config, &shutdown, &stopped) {
+                        return;
+                    }
+                    *stopped.lock().expect("not poisoned") = None;
+                    last_commit = Instant::now();
+                    continue;
                 }
                 last_commit = Instant::now();
                 continue;
@@ -302,6 +359,159 @@ impl Sequencer {
                 Err(RecvTimeoutError::Disconnected) => shutdown.store(true, Ordering::SeqCst),
             }
         }
+    }
+
+    /// Whether free disk space is below the reserve, and the message appends are refused with.
+    fn disk_below_reserve(&self, config: &SequencerConfig) -> Option<String> {
+        if config.min_free_bytes == 0 {
+            return None;
+        }
+        const MIB: f64 = (1 << 20) as f64;
+        match self.storage.free_space() {
+            Ok(free) if free < config.min_free_bytes => Some(format!(
+                "the disk holding the log has {:.1} MiB free, below the reserve of {:.1} MiB: \
+                 appends are refused until space is freed",
+                free as f64 / MIB,
+                config.min_free_bytes as f64 / MIB
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the free disk space");
+                None
+            }
+        }
+    }
+
+    /// After a failed commit, whose epoch may or may not be on disk: refuses appends and, every
+    /// second, tries to reload the write path from storage (see [`Sequencer::try_resume`]).
+    /// Returns false when the sequencer must stop (shutdown, or storage it cannot vouch for).
+    fn resume(
+        &mut self,
+        rx: &Receiver<Job>,
+        config: &SequencerConfig,
+        shutdown: &AtomicBool,
+        stopped: &Mutex<Option<String>>,
+    ) -> bool {
+        let mut attempts: u64 = 0;
+        loop {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                match rx.recv_timeout(left) {
+                    Ok(job) => {
+                        let why = stopped.lock().expect("not poisoned").clone();
+                        let why = why.unwrap_or_else(|| "storage is recovering".into());
+                        let _ = job.reply.send(Err(SequencerError::Stopped(why)));
+                    }
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                }
+            }
+            if shutdown.load(Ordering::SeqCst) {
+                return false;
+            }
+            attempts += 1;
+            match self.try_resume(config) {
+                Ok(()) => {
+                    tracing::info!(
+                        epoch = self.latest.checkpoint().epoch,
+                        size = self.frontier.size(),
+                        "storage recovered after a failed commit: appends resume"
+                    );
+                    return true;
+                }
+                Err(ResumeError::NotYet(why)) => {
+                    // Every attempt at first, then once a minute.
+                    if attempts <= 3 || attempts % 60 == 0 {
+                        tracing::warn!(attempts, "storage has not recovered yet: {why}");
+                    }
+                }
+                Err(ResumeError::Fatal(why)) => {
+                    let why = format!("the sequencer stopped: {why}; a restart runs the full checks");
+                    tracing::error!("{why}");
+                    *stopped.lock().expect("not poisoned") = Some(why.clone());
+                    for job in rx.try_iter() {
+                        let _ = job.reply.send(Err(SequencerError::Stopped(why.clone())));
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Reopens storage (RocksDB refuses all writes after a failed one until then) and reloads
+    /// the write path from it, as a restart would. If an epoch was signed but its write failed,
+    /// the same signed epoch is written again unless storage already holds it, and published:
+    /// so its entries end up in the log and its epoch number is never signed twice. Storage
+    /// holding anything other than the last published checkpoint or that epoch is fatal.
+    fn try_resume(&mut self, config: &SequencerConfig) -> Result<(), ResumeError> {
+        if let Some(why) = self.disk_below_reserve(config) {
+            return Err(ResumeError::NotYet(why));
+        }
+        // Reopening closes the database first, and opening it writes files: on a disk still
+        // full it would fail and take reads down with it, so wait for some room.
+        match self.storage.free_space() {
+            Ok(free) if free < MIN_FREE_TO_REOPEN => {
+                return Err(ResumeError::NotYet(format!(
+                    "the disk holding the log has {} KiB free; waiting for at least {} MiB before reopening storage",
+                    free >> 10,
+                    MIN_FREE_TO_REOPEN >> 20
+                )))
+            }
+            _ => {}
+        }
+        self.storage
+            .reopen()
+            .map_err(|e| ResumeError::NotYet(format!("reopening storage: {e}")))?;
+        let mut recovered = self.reload()?;
+        if let Some(write) = &self.committing {
+            if recovered.1.note().as_bytes() == self.latest.note().as_bytes() {
+                self.storage.commit_epoch(write).map_err(|e| {
+                    ResumeError::NotYet(format!("writing epoch {} again: {e}", write.epoch))
+                })?;
+                recovered = self.reload()?;
+            }
+            if recovered.1.note().as_bytes() != write.checkpoint_note.as_slice() {
+                return Err(ResumeError::Fatal(format!(
+                    "storage's last checkpoint (epoch {}) is not the epoch {} whose commit failed",
+                    recovered.1.checkpoint().epoch,
+                    write.epoch
+                )));
+            }
+        } else if recovered.1.note().as_bytes() != self.latest.note().as_bytes() {
+            return Err(ResumeError::Fatal(format!(
+                "storage's last checkpoint (epoch {}) is not the last one published (epoch {})",
+                recovered.1.checkpoint().epoch,
+                self.latest.checkpoint().epoch
+            )));
+        }
+        let (frontier, stored) = recovered;
+        let partial = load_partial_tiles(&self.storage, frontier.size())
+            .map_err(|e| ResumeError::Fatal(e.to_string()))?;
+        self.frontier = frontier;
+        self.partial_tiles = partial;
+        if self.committing.take().is_some() {
+            self.latest = Arc::new(stored);
+            self.published.send_replace(self.latest.clone());
+        }
+        Ok(())
+    }
+
+    /// The tree's border and the last checkpoint as storage holds them, checked as at start.
+    fn reload(&self) -> Result<(Frontier, SignedCheckpoint), ResumeError> {
+        let recovered = crate::startup::recover(
+            &self.storage,
+            self.signer.name().as_str(),
+            &self.signer.verifier(),
+            crate::startup::StartupCheck::Quick,
+        )
+        .map_err(|e| match e {
+            RecoveryError::Storage(e) => ResumeError::NotYet(e.to_string()),
+            other => ResumeError::Fatal(other.to_string()),
+        })?;
+        let stored = recovered
+            .latest
+            .ok_or_else(|| ResumeError::Fatal("storage holds no checkpoint".into()))?;
+        Ok((recovered.frontier, stored))
     }
 
     /// Sequences one epoch. On error nothing was published and no request was answered.
@@ -411,7 +621,15 @@ impl Sequencer {
         write.epoch = signed.checkpoint().epoch;
         write.checkpoint_note = signed.note().as_bytes().to_vec();
 
-        self.storage.commit_epoch(&write)?; // the commit point
+        // The commit point.
+        if let Err(e) = self.storage.commit_epoch(&write) {
+            self.committing = Some(write);
+            return Err(e.into());
+        }
+        if self.storage.fault_fires(&[Fault::FailsAfterCommit]).is_some() {
+            self.committing = Some(write);
+            return Err(StorageError::Injected("failed after the commit point").into());
+        }
 
         self.frontier = frontier;
         self.partial_tiles = partial;
@@ -449,6 +667,13 @@ impl Sequencer {
         next: &Checkpoint,
         write: &EpochWrite,
     ) -> Result<(), CommitError> {
+        if self
+            .storage
+            .fault_fires(&[Fault::ReadBeforeSigningFails])
+            .is_some()
+        {
+            return Err(StorageError::Injected("reading the tree's stored border failed").into());
+        }
         let stored = self.storage.read_hashes(&Frontier::node_ids(prev.size))?;
         let mut check = Frontier::from_hashes(prev.size, stored)
             .map_err(|e| CommitError::Unverified(format!("stored right border: {e}")))?;

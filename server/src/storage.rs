@@ -26,7 +26,8 @@
 //! One epoch is one synced [`rocksdb::WriteBatch`] holding its entries, tiles and signed checkpoint:
 //! either all of an epoch is durable or none of it is.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kt_core::hash::{Hash, HASH_SIZE};
 use kt_core::merkle::{root_of_leaf_hashes, HashReader, NodeId};
@@ -66,6 +67,15 @@ pub enum StorageError {
     Db(#[from] rocksdb::Error),
     #[error("storage is corrupt: {0}")]
     Corrupt(String),
+    #[error("storage is being reopened after a write error")]
+    Closed,
+    #[error("storage could not be reopened: readers held it for 30 s")]
+    Busy,
+    #[error("{0}")]
+    Io(String),
+    /// A fault armed by a test ([`Storage::inject_fault`]).
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
 }
 
 /// Everything one epoch writes, committed atomically by [`Storage::commit_epoch`].
@@ -82,9 +92,55 @@ pub struct EpochWrite {
 }
 
 /// The log's RocksDB database. Safe to share between the sequencer (the only writer) and readers.
+///
+/// The database handle can be replaced while the server runs ([`Storage::reopen`]): after a
+/// failed write RocksDB refuses every later write until it is opened again, and the sequencer
+/// reopens it to resume once the cause (a full disk) is gone. Readers take a reference to the
+/// current handle per call, so a reopen waits for calls in flight and never pulls a handle from
+/// under them.
 #[derive(Debug)]
 pub struct Storage {
-    pub(crate) db: DB,
+    path: PathBuf,
+    db: RwLock<Option<Arc<DB>>>,
+    /// Faults armed by tests ([`Storage::inject_fault`]); empty in a server.
+    faults: Mutex<Vec<Fault>>,
+}
+
+/// A handle on the open database, held for the length of one storage call.
+#[derive(Debug)]
+pub(crate) struct Db(Arc<DB>);
+
+impl std::ops::Deref for Db {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        &self.0
+    }
+}
+
+impl Db {
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.0
+            .cf_handle(name)
+            .expect("column families are created on open")
+    }
+}
+
+/// **Test-only.** A storage fault armed by [`Storage::inject_fault`]; each fires once, on the
+/// next call that reaches its step, in the order armed.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The epoch's batch fails and nothing of it is written.
+    CommitFailsNotWritten,
+    /// The epoch's batch is written durably, and then the write reports failure.
+    CommitFailsButWritten,
+    /// The epoch's batch fails like a full disk: nothing is written (ENOSPC).
+    CommitNoSpace,
+    /// Reading the tree's stored border to verify the new root (before signing) fails.
+    ReadBeforeSigningFails,
+    /// The process stops being able to answer right after the commit point, before the new
+    /// checkpoint is published or any request answered (what a crash there leaves behind).
+    FailsAfterCommit,
 }
 
 fn u64_key(n: u64) -> [u8; 8] {
@@ -101,7 +157,73 @@ fn tile_key(level: u8, index: u64) -> [u8; 9] {
 impl Storage {
     /// Opens (creating if needed) the database under `path`.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let mut opts = Options::default();
+        let db = open_db(path)?;
+        Ok(Storage {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+            faults: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The open database. Fails only while [`Storage::reopen`] runs, or after it failed.
+    pub(crate) fn db(&self) -> Result<Db, StorageError> {
+        self.db
+            .read()
+            .expect("not poisoned")
+            .clone()
+            .map(Db)
+            .ok_or(StorageError::Closed)
+    }
+
+    /// Closes the database and opens it again from disk, which clears a write error that
+    /// RocksDB keeps reporting until then (a write that failed on a full disk), and recovers
+    /// from the write-ahead log what was durably written. Calls in flight finish first; calls
+    /// made meanwhile fail with [`StorageError::Closed`]. If opening fails, every call fails
+    /// until a later `reopen` succeeds.
+    pub fn reopen(&self) -> Result<(), StorageError> {
+        let old = self.db.write().expect("not poisoned").take();
+        if let Some(old) = old {
+            // RocksDB allows one open handle per directory: wait for the readers of the old one.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while Arc::strong_count(&old) > 1 {
+                if std::time::Instant::now() > deadline {
+                    *self.db.write().expect("not poisoned") = Some(old);
+                    return Err(StorageError::Busy);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(old);
+        }
+        let db = open_db(&self.path)?;
+        *self.db.write().expect("not poisoned") = Some(Arc::new(db));
+        Ok(())
+    }
+
+    /// Bytes free for an unprivileged writer on the filesystem holding the database.
+    pub fn free_space(&self) -> Result<u64, StorageError> {
+        let stat = rustix::fs::statvfs(&self.path)
+            .map_err(|e| StorageError::Io(format!("statvfs {}: {e}", self.path.display())))?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// **Test-only.** Arms `fault` to fire once at its step (see [`Fault`]).
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: Fault) {
+        self.faults.lock().expect("not poisoned").push(fault);
+    }
+
+    /// Takes the next armed fault if it is one of `wanted`.
+    pub(crate) fn fault_fires(&self, wanted: &[Fault]) -> Option<Fault> {
+        let mut faults = self.faults.lock().expect("not poisoned");
+        match faults.first() {
+            Some(f) if wanted.contains(f) => Some(faults.remove(0)),
+            _ => None,
+        }
+    }
+}
+
+fn open_db(path: &Path) -> Result<DB, StorageError> {
+    let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -110,19 +232,15 @@ impl Storage {
         let cfs = COLUMN_FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Storage { db })
-    }
+        Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
+}
 
-    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column families are created on open")
-    }
+impl Storage {
 
     /// A metadata value, if set.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StorageError> {
-        match self.db.get_cf(self.cf(CF_META), key.as_bytes())? {
+        let db = self.db()?;
+        match db.get_cf(db.cf(CF_META), key.as_bytes())? {
             None => Ok(None),
             Some(v) => String::from_utf8(v)
                 .map(Some)
@@ -134,8 +252,8 @@ impl Storage {
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db
-            .put_cf_opt(self.cf(CF_META), key.as_bytes(), value.as_bytes(), &wo)?;
+        let db = self.db()?;
+        db.put_cf_opt(db.cf(CF_META), key.as_bytes(), value.as_bytes(), &wo)?;
         Ok(())
     }
 
@@ -151,7 +269,8 @@ impl Storage {
 
     /// The checkpoint of `epoch` exactly as the log signed it, without cosignatures.
     pub fn log_checkpoint(&self, epoch: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(CF_CHECKPOINTS), u64_key(epoch))?)
+        let db = self.db()?;
+        Ok(db.get_cf(db.cf(CF_CHECKPOINTS), u64_key(epoch))?)
     }
 
     /// The cosignature lines stored for `epoch` (without final newlines), by witness key id.
@@ -159,7 +278,8 @@ impl Storage {
         let prefix = u64_key(epoch);
         let mode = IteratorMode::From(&prefix, Direction::Forward);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_COSIGNATURES), mode) {
+        let db = self.db()?;
+        for item in db.iterator_cf(db.cf(CF_COSIGNATURES), mode) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
@@ -179,16 +299,15 @@ impl Storage {
         key[8..].copy_from_slice(&key_id.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db
-            .put_cf_opt(self.cf(CF_COSIGNATURES), key, line.as_bytes(), &wo)?;
+        let db = self.db()?;
+        db.put_cf_opt(db.cf(CF_COSIGNATURES), key, line.as_bytes(), &wo)?;
         Ok(())
     }
 
     /// The newest stored checkpoint: `(epoch, note)`.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
-        let mut it = self
-            .db
-            .iterator_cf(self.cf(CF_CHECKPOINTS), IteratorMode::End);
+        let db = self.db()?;
+        let mut it = db.iterator_cf(db.cf(CF_CHECKPOINTS), IteratorMode::End);
         match it.next() {
             None => Ok(None),
             Some(item) => {
@@ -203,14 +322,16 @@ impl Storage {
 
     /// The entry at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(CF_ENTRIES), u64_key(index))?)
+        let db = self.db()?;
+        Ok(db.get_cf(db.cf(CF_ENTRIES), u64_key(index))?)
     }
 
     /// The entries in `[start, end)`; the caller bounds the range. A gap is corruption.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
         let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
         let mode = IteratorMode::From(&u64_key(start), Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(CF_ENTRIES), mode) {
+        let db = self.db()?;
+        for item in db.iterator_cf(db.cf(CF_ENTRIES), mode) {
             let (k, v) = item?;
             let want = start + out.len() as u64;
             if want >= end {
@@ -234,17 +355,19 @@ impl Storage {
     /// checkpoint, which an atomic epoch commit never leaves).
     pub fn has_entry_at_or_after(&self, index: u64) -> Result<bool, StorageError> {
         let mode = IteratorMode::From(&u64_key(index), Direction::Forward);
-        Ok(self
-            .db
-            .iterator_cf(self.cf(CF_ENTRIES), mode)
+        let db = self.db()?;
+        let found = db
+            .iterator_cf(db.cf(CF_ENTRIES), mode)
             .next()
             .transpose()?
-            .is_some())
+            .is_some();
+        Ok(found)
     }
 
     /// The stored hashes of a tile (a multiple of 32 bytes, at most 256 hashes).
     pub fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        let v = self.db.get_cf(self.cf(CF_TILES), tile_key(level, index))?;
+        let db = self.db()?;
+        let v = db.get_cf(db.cf(CF_TILES), tile_key(level, index))?;
         if let Some(bytes) = &v {
             check_tile_bytes(level, index, bytes)?;
         }
@@ -253,26 +376,48 @@ impl Storage {
 
     /// Writes one epoch atomically and durably (fsync of the write-ahead log).
     pub fn commit_epoch(&self, write: &EpochWrite) -> Result<(), StorageError> {
+        let fault = self.fault_fires(&[
+            Fault::CommitFailsNotWritten,
+            Fault::CommitFailsButWritten,
+            Fault::CommitNoSpace,
+        ]);
+        match fault {
+            Some(Fault::CommitFailsNotWritten) => {
+                return Err(StorageError::Injected("the epoch's batch failed (not written)"))
+            }
+            Some(Fault::CommitNoSpace) => {
+                return Err(StorageError::Injected(
+                    "IO error: No space left on device (not written)",
+                ))
+            }
+            _ => {}
+        }
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
         for (i, entry) in write.entries.iter().enumerate() {
             batch.put_cf(
-                self.cf(CF_ENTRIES),
+                db.cf(CF_ENTRIES),
                 u64_key(write.first_index + i as u64),
                 entry,
             );
         }
         for ((level, index), hashes) in &write.tiles {
-            batch.put_cf(self.cf(CF_TILES), tile_key(*level, *index), hashes);
+            batch.put_cf(db.cf(CF_TILES), tile_key(*level, *index), hashes);
         }
-        self.add_directory_writes(&mut batch, write.epoch, &write.directory);
+        Self::add_directory_writes(&db, &mut batch, write.epoch, &write.directory);
         batch.put_cf(
-            self.cf(CF_CHECKPOINTS),
+            db.cf(CF_CHECKPOINTS),
             u64_key(write.epoch),
             &write.checkpoint_note,
         );
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        db.write_opt(batch, &wo)?;
+        if fault == Some(Fault::CommitFailsButWritten) {
+            return Err(StorageError::Injected(
+                "the epoch's batch reported failure (but was written)",
+            ));
+        }
         Ok(())
     }
 
@@ -280,14 +425,16 @@ impl Storage {
     /// with storage to check that corruption is detected; never called by the server.
     #[doc(hidden)]
     pub fn raw_put(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.db.put_cf(self.cf(cf), key, value)?;
+        let db = self.db()?;
+        db.put_cf(db.cf(cf), key, value)?;
         Ok(())
     }
 
     /// Test hook: delete a raw key. See [`Storage::raw_put`].
     #[doc(hidden)]
     pub fn raw_delete(&self, cf: &str, key: &[u8]) -> Result<(), StorageError> {
-        self.db.delete_cf(self.cf(cf), key)?;
+        let db = self.db()?;
+        db.delete_cf(db.cf(cf), key)?;
         Ok(())
     }
 }
@@ -325,9 +472,9 @@ impl HashReader for Storage {
         let mut keys: Vec<(u8, u64)> = places.iter().map(|p| (p.0, p.1)).collect();
         keys.sort_unstable();
         keys.dedup();
-        let cf = self.cf(CF_TILES);
-        let raw = self
-            .db
+        let db = self.db()?;
+        let cf = db.cf(CF_TILES);
+        let raw = db
             .multi_get_cf(keys.iter().map(|(l, i)| (cf, tile_key(*l, *i))));
         let mut tiles = std::collections::HashMap::with_capacity(keys.len());
         for ((level, index), value) in keys.iter().zip(raw) {

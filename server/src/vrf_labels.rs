@@ -192,7 +192,8 @@ impl Storage {
         &self,
         index_key: &[u8; 32],
     ) -> Result<Option<([u8; PROOF_LEN], Label)>, StorageError> {
-        let Some(value) = self.db.get_cf(self.cf(CF_VRF_PROOFS), index_key)? else {
+        let db = self.db()?;
+        let Some(value) = db.get_cf(db.cf(CF_VRF_PROOFS), index_key)? else {
             return Ok(None);
         };
         if value.len() != PROOF_LEN + 32 {
@@ -219,7 +220,8 @@ impl Storage {
         let mut value = Vec::with_capacity(PROOF_LEN + 32);
         value.extend_from_slice(proof);
         value.extend_from_slice(label.as_bytes());
-        self.db.put_cf(self.cf(CF_VRF_PROOFS), index_key, value)?;
+        let db = self.db()?;
+        db.put_cf(db.cf(CF_VRF_PROOFS), index_key, value)?;
         Ok(())
     }
 }

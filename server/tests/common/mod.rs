@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod directory;
+pub mod log_check;
 
 use std::path::Path;
 
@@ -30,6 +31,8 @@ pub fn raw_config(dir: &Path) -> RawConfig {
         provider_token_file: None,
         vrf_key_file: None,
         witnesses: None,
+        // Plaintext; later settings (TLS, limits) keep their defaults.
+        ..RawConfig::default()
     }
 }
 
