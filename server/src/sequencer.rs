@@ -11,9 +11,13 @@
 //! 5. answer the waiting requests.
 //!
 //! A signed checkpoint becomes visible to anyone only after step 3, so nothing is ever served
-//! that is not durable. If step 3 fails the state on disk is unknown: the sequencer fails the
-//! pending requests and stops (appends then answer `UNAVAILABLE`); a restart recovers from
-//! storage. Reads are unaffected.
+//! that is not durable. If step 3 fails the state on disk is unknown: the epoch's requests are
+//! answered `UNAVAILABLE` (their entries may or may not be in the log), and appends are refused
+//! while the sequencer, every second, reopens storage and reloads the write path from it as a
+//! restart would. The signed epoch whose write failed is then written again, exactly as signed,
+//! unless storage already holds it; so an epoch number never gets two different checkpoints.
+//! Reads are unaffected. Before step 1, an epoch waits while free disk space is below the
+//! configured reserve (`min_free_bytes`), so a filling disk stops appends before RocksDB fails.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
