@@ -370,3 +370,76 @@ fn updates_refuse_to_build_on_corrupt_pages() {
         assert!(map::apply_updates(&tampered, &update).is_err());
     }
 }
+
+/// A reader that shows one page altered (`Some(page)`) or lost (`None`).
+struct OnePageTampered<'a> {
+    map: &'a MemoryMap,
+    path: map::PagePath,
+    page: Option<map::Page>,
+}
+
+impl map::PageReader for OnePageTampered<'_> {
+    type Error = std::convert::Infallible;
+    fn read_page(&self, path: &map::PagePath) -> Result<Option<map::Page>, Self::Error> {
+        if *path == self.path {
+            return Ok(self.page.clone());
+        }
+        map::PageReader::read_page(self.map, path)
+    }
+}
+
+#[test]
+fn the_full_tree_check_finds_any_altered_or_lost_page_below_the_root() {
+    let (m, entries) = build(0..3_000);
+    let (root, count) = map::verify_tree(&m).unwrap();
+    assert_eq!((root, count), (m.root(), entries.len() as u64));
+    assert_eq!(
+        map::verify_tree(&MemoryMap::new()).unwrap(),
+        (EMPTY_HASH, 0)
+    );
+
+    // A page one level down: its parent's root still gives the signed root, so only a walk
+    // of the whole tree can notice it.
+    let top = map::PageReader::read_page(&m, &map::PagePath::root())
+        .unwrap()
+        .unwrap();
+    let slot = top
+        .children
+        .iter()
+        .position(|c| matches!(c, Some(map::Child::Subpage(_))))
+        .unwrap();
+    let path = map::PagePath::root().child(slot).unwrap();
+    let page = map::PageReader::read_page(&m, &path).unwrap().unwrap();
+
+    let mut altered = page.clone();
+    let leaf = altered.children.iter_mut().flatten().find_map(|c| match c {
+        map::Child::Leaf { value, .. } => Some(value),
+        _ => None,
+    });
+    match leaf {
+        Some(value) => value.version += 1,
+        None => {
+            // Only subpages here: point one at another hash.
+            let sub = altered.children.iter_mut().flatten().next().unwrap();
+            *sub = map::Child::Subpage([9; 32]);
+        }
+    }
+    let err = map::verify_tree(&OnePageTampered {
+        map: &m,
+        path,
+        page: Some(altered),
+    })
+    .unwrap_err();
+    assert!(matches!(err, map::MapError::CorruptPage { .. }), "{err}");
+
+    let err = map::verify_tree(&OnePageTampered {
+        map: &m,
+        path,
+        page: None,
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, map::MapError::MissingPage(p) if p == path),
+        "{err}"
+    );
+}

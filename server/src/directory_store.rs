@@ -6,7 +6,9 @@ use kt_core::directory::{Label, LabelState, UserKey};
 use kt_core::map::{Page, PagePath, PageReader};
 use rocksdb::WriteBatch;
 
-use crate::storage::{Db, Storage, StorageError, CF_LABELS, CF_MAP_PAGES, CF_MESSAGES, CF_VERSIONS};
+use crate::storage::{
+    Db, Storage, StorageError, CF_LABELS, CF_MAP_PAGES, CF_MESSAGES, CF_VERSIONS,
+};
 
 /// The directory's changes of one epoch.
 #[derive(Debug, Default)]

@@ -430,7 +430,8 @@ impl Sequencer {
                     }
                 }
                 Err(ResumeError::Fatal(why)) => {
-                    let why = format!("the sequencer stopped: {why}; a restart runs the full checks");
+                    let why =
+                        format!("the sequencer stopped: {why}; a restart runs the full checks");
                     tracing::error!("{why}");
                     *stopped.lock().expect("not poisoned") = Some(why.clone());
                     for job in rx.try_iter() {
@@ -630,7 +631,11 @@ impl Sequencer {
             self.committing = Some(write);
             return Err(e.into());
         }
-        if self.storage.fault_fires(&[Fault::FailsAfterCommit]).is_some() {
+        if self
+            .storage
+            .fault_fires(&[Fault::FailsAfterCommit])
+            .is_some()
+        {
             self.committing = Some(write);
             return Err(StorageError::Injected("failed after the commit point").into());
         }

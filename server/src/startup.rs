@@ -76,6 +76,10 @@ pub fn recover(
     if check == StartupCheck::Full {
         verify_entries_and_tiles(storage, size, &cp.root, epoch)?;
         verify_checkpoint_chain(storage, epoch, origin, verifier)?;
+        // Every map page, not only the root: a page lower down that was altered or lost would
+        // otherwise go unnoticed until a lookup's proof failed at a client.
+        kt_core::map::verify_tree(&storage.map_at(epoch))
+            .map_err(|e| RecoveryError::Inconsistent(format!("map: {e}")))?;
     }
     Ok(Recovered {
         frontier,

@@ -224,19 +224,18 @@ impl Storage {
 
 fn open_db(path: &Path) -> Result<DB, StorageError> {
     let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Keep file handles bounded on small machines.
-        opts.set_max_open_files(512);
-        let cfs = COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Keep file handles bounded on small machines.
+    opts.set_max_open_files(512);
+    let cfs = COLUMN_FAMILIES
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
 }
 
 impl Storage {
-
     /// A metadata value, if set.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StorageError> {
         let db = self.db()?;
@@ -383,7 +382,9 @@ impl Storage {
         ]);
         match fault {
             Some(Fault::CommitFailsNotWritten) => {
-                return Err(StorageError::Injected("the epoch's batch failed (not written)"))
+                return Err(StorageError::Injected(
+                    "the epoch's batch failed (not written)",
+                ))
             }
             Some(Fault::CommitNoSpace) => {
                 return Err(StorageError::Injected(
@@ -474,8 +475,7 @@ impl HashReader for Storage {
         keys.dedup();
         let db = self.db()?;
         let cf = db.cf(CF_TILES);
-        let raw = db
-            .multi_get_cf(keys.iter().map(|(l, i)| (cf, tile_key(*l, *i))));
+        let raw = db.multi_get_cf(keys.iter().map(|(l, i)| (cf, tile_key(*l, *i))));
         let mut tiles = std::collections::HashMap::with_capacity(keys.len());
         for ((level, index), value) in keys.iter().zip(raw) {
             let bytes = value?

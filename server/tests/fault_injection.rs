@@ -85,7 +85,11 @@ async fn a_fault_at_each_commit_step_loses_nothing_and_forks_nothing() {
                     .unwrap()
                     .unwrap(),
             );
-            assert_eq!(next.size, before.size + 1, "{fault:?}: the failed epoch as signed");
+            assert_eq!(
+                next.size,
+                before.size + 1,
+                "{fault:?}: the failed epoch as signed"
+            );
         } else {
             assert!(found.is_empty(), "{fault:?}: {found:?}");
         }

@@ -89,7 +89,9 @@ async fn below_the_reserve_appends_wait_and_reads_work() {
     let filler = fs.mount.join("filler");
     fill(&filler, 4 << 20, || storage.free_space().unwrap());
     for _ in 0..3 {
-        let refused = append(&mut rpc, "while the disk is full").await.unwrap_err();
+        let refused = append(&mut rpc, "while the disk is full")
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
         assert!(
             refused.message().contains("below the reserve"),
@@ -145,7 +147,11 @@ async fn a_write_that_hits_a_full_disk_is_retried_when_space_returns() {
     let victim = "x".repeat(16 * 1024);
     let refused = append(&mut rpc, &victim).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
-    assert!(refused.message().contains("commit"), "{}", refused.message());
+    assert!(
+        refused.message().contains("commit"),
+        "{}",
+        refused.message()
+    );
     eprintln!("the append that hit the full disk: {}", refused.message());
     // More appends while the disk is full are refused too, without an index.
     let again = append(&mut rpc, "still full").await.unwrap_err();

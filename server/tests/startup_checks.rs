@@ -91,3 +91,47 @@ async fn clean_restart_keeps_serving() {
     let server = common::start(dir.path()).await;
     server.shutdown().await;
 }
+
+/// A map page below the root, altered at the latest epoch: the root page still gives the signed
+/// map root, so only the full check's walk of every page notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_map_page_below_the_root_refuses_a_full_start() {
+    use common::directory::{next_update, signer, TestDirectory};
+    use kt_core::directory::Op;
+    use kt_core::map::{Child, PagePath, PageReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let mut directory = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
+    // Enough labels that the root page has subpages.
+    for n in 0..200u64 {
+        let label = directory.label(&format!("user{n}@example.org")).await;
+        let update = next_update(&label, None, Op::Register, None, Some(&signer(n)));
+        directory.submit(&update).await.unwrap();
+    }
+    server.shutdown().await;
+
+    {
+        let db = open_db(dir.path());
+        let (epoch, _) = db.latest_checkpoint().unwrap().unwrap();
+        let map = db.map_at(epoch);
+        let root = map.read_page(&PagePath::root()).unwrap().unwrap();
+        let slot = root
+            .children
+            .iter()
+            .position(|c| matches!(c, Some(Child::Subpage(_))))
+            .expect("200 labels fill more than the root page");
+        let path = PagePath::root().child(slot).unwrap();
+        let mut page = map.read_page(&path).unwrap().unwrap();
+        let child = page.children.iter_mut().flatten().next().unwrap();
+        match child {
+            Child::Leaf { value, .. } => value.version += 1,
+            Child::Subpage(hash) => hash[0] ^= 1,
+        }
+        let mut key = path.key();
+        key.extend_from_slice(&epoch.to_be_bytes());
+        db.raw_put("map_pages", &key, &page.encode()).unwrap();
+    }
+    let err = start_error(dir.path()).await;
+    assert!(err.contains("map page") && err.contains("corrupt"), "{err}");
+}

@@ -18,7 +18,9 @@ mod proof;
 mod update;
 
 pub use page::{Child, Page, PagePath, PAGE_FANOUT, PAGE_LEVELS};
-pub use proof::{prove, root_hash, verify, MapProof, MapProofError, Terminal, MAX_PROOF_LEN};
+pub use proof::{
+    prove, root_hash, verify, verify_tree, MapProof, MapProofError, Terminal, MAX_PROOF_LEN,
+};
 pub use update::{apply_updates, MapUpdate, MemoryMap};
 
 use crate::directory::Label;

@@ -44,6 +44,24 @@ impl PagePath {
         PagePath { depth, prefix }
     }
 
+    /// The path of the page below child slot `slot` of this one, if this is not the deepest.
+    pub fn child(&self, slot: usize) -> Option<PagePath> {
+        if self.depth + 1 >= MAX_PAGE_DEPTH || slot >= PAGE_FANOUT {
+            return None;
+        }
+        let mut prefix = self.prefix;
+        let byte = usize::from(self.depth) / 2;
+        prefix[byte] |= if self.depth % 2 == 0 {
+            (slot as u8) << 4
+        } else {
+            slot as u8
+        };
+        Some(PagePath {
+            depth: self.depth + 1,
+            prefix,
+        })
+    }
+
     /// Number of nibbles fixed by the path (0 for the root).
     pub fn depth(&self) -> u8 {
         self.depth

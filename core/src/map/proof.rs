@@ -204,6 +204,59 @@ pub fn root_hash<R: PageReader>(reader: &R) -> Result<Hash, MapError<R::Error>> 
         .map_or(EMPTY_HASH, |page| page.root().hash()))
 }
 
+/// Checks every stored page of the map, top down: each page decodes, its leaves lie below their
+/// slots, every subpage it names exists and hashes to the root the parent holds for it (so no
+/// page below the root was altered or lost), and every subpage holds at least two labels (the
+/// tree is compressed). Returns the root hash and the number of labels. Reads every page once:
+/// O(n), for a full start-up check.
+pub fn verify_tree<R: PageReader>(reader: &R) -> Result<(Hash, u64), MapError<R::Error>> {
+    let root = PagePath::root();
+    let Some(page) = reader.read_page(&root).map_err(MapError::Read)? else {
+        return Ok((EMPTY_HASH, 0));
+    };
+    let mut labels = 0u64;
+    // Depth first, so at most one page per level waits in memory with its siblings' paths.
+    let mut pending = vec![(root, page)];
+    while let Some((path, page)) = pending.pop() {
+        if !page.leaves_fit(&path) {
+            return Err(MapError::CorruptPage {
+                path,
+                why: "a leaf is not below its slot",
+            });
+        }
+        for (slot, child) in page.children.iter().enumerate() {
+            match child {
+                None => {}
+                Some(Child::Leaf { .. }) => labels += 1,
+                Some(Child::Subpage(hash)) => {
+                    let below = path.child(slot).ok_or(MapError::CorruptPage {
+                        path,
+                        why: "a subpage below the deepest level",
+                    })?;
+                    let sub = reader
+                        .read_page(&below)
+                        .map_err(MapError::Read)?
+                        .ok_or(MapError::MissingPage(below))?;
+                    if sub.root().hash() != *hash {
+                        return Err(MapError::CorruptPage {
+                            path: below,
+                            why: "its root is not the hash its parent page holds",
+                        });
+                    }
+                    if !matches!(sub.root(), Node::Multi(_)) {
+                        return Err(MapError::CorruptPage {
+                            path: below,
+                            why: "a subpage holds fewer than two labels",
+                        });
+                    }
+                    pending.push((below, sub));
+                }
+            }
+        }
+    }
+    Ok((root_hash(reader)?, labels))
+}
+
 /// Builds the proof for `label` from stored pages: one page read per four levels of the path.
 pub fn prove<R: PageReader>(reader: &R, label: &Label) -> Result<MapProof, MapError<R::Error>> {
     let mut siblings = Vec::new();
