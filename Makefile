@@ -11,7 +11,7 @@ GRPC ?= http://127.0.0.1:50051
 HTTP ?= http://127.0.0.1:8080
 DEMO_STATE ?= ./demo-state
 
-.PHONY: run test demo build deps lint fmt fuzz clean-data
+.PHONY: run test demo build deps lint fmt fuzz clean-data crash-test
 
 ## deps: system packages the build needs (libclang for RocksDB's bindings, a C++ compiler).
 deps:
@@ -98,6 +98,13 @@ demo: build
 ## test: the whole suite (unit, vectors, property, end-to-end over loopback with RocksDB).
 test: build
 	$(CARGO) test $(CARGO_SET)
+
+## crash-test: SIGKILL ktd under load CRASH_CYCLES times and check after every restart that nothing
+## acknowledged or served was lost (docs/reliability.md); `make test` runs the same test with 25.
+## KT_CRASH_SEED repeats a run's choices (the seed is printed at the start).
+CRASH_CYCLES ?= 500
+crash-test: build
+	KT_CRASH_CYCLES=$(CRASH_CYCLES) $(CARGO) test $(CARGO_SET) -- sigkill_under_load --nocapture
 
 ## lint: formatting and clippy, as required on every commit.
 lint: deps

@@ -12,7 +12,9 @@ use kt_proto::v1::{
     GetEntriesRequest, GetInclusionProofRequest, WatchCheckpointsRequest,
 };
 use kt_proto::{checkpoint_note, hashes_from_wire, AppendReceipt};
-use tonic::transport::{Channel, Endpoint};
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::ClientError;
 
@@ -21,6 +23,105 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 /// Largest gRPC message accepted from the server.
 pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// TLS options of a connection to an `https://` server (`kt --tls-ca/--tls-cert/--tls-key`).
+///
+/// Without a CA file the system's roots are trusted; with one, only the CA(s) in it (a private
+/// CA is then the only one that can vouch for the server). A client certificate and key are sent
+/// when the server asks (the identity provider's mTLS).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM CA certificate(s) to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// A PEM certificate chain and its PEM key.
+type CertAndKey = (Vec<u8>, Vec<u8>);
+
+impl TlsOptions {
+    /// Whether any option is set.
+    pub fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.cert_file.is_none() && self.key_file.is_none()
+    }
+
+    fn read(what: &str, path: &Path) -> Result<Vec<u8>, ClientError> {
+        std::fs::read(path).map_err(|e| ClientError::Tls(format!("{what} {}: {e}", path.display())))
+    }
+
+    fn ca_pem(&self) -> Result<Option<Vec<u8>>, ClientError> {
+        self.ca_file
+            .as_deref()
+            .map(|p| Self::read("CA file", p))
+            .transpose()
+    }
+
+    /// The client certificate and key (PEM), both or neither.
+    fn identity_pem(&self) -> Result<Option<CertAndKey>, ClientError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some((
+                Self::read("client certificate", cert)?,
+                Self::read("client key", key)?,
+            ))),
+            (None, None) => Ok(None),
+            _ => Err(ClientError::Tls(
+                "a client certificate needs its key, and a key its certificate".into(),
+            )),
+        }
+    }
+
+    /// The TLS configuration for `server`: `None` for `http://` (where no option may be set).
+    fn grpc(&self, server: &str) -> Result<Option<ClientTlsConfig>, ClientError> {
+        if !server.starts_with("https://") {
+            if !self.is_empty() {
+                return Err(ClientError::Tls(format!(
+                    "TLS options need an https:// server, not {server:?}"
+                )));
+            }
+            return Ok(None);
+        }
+        // tonic's rustls configurations take the process's default provider: make it the same
+        // ring provider the server uses, whatever other crates enable.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        let mut config = ClientTlsConfig::new();
+        config = match self.ca_pem()? {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
+            None => config.with_native_roots(),
+        };
+        if let Some((cert, key)) = self.identity_pem()? {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        Ok(Some(config))
+    }
+
+    /// An HTTP client (tiles, `https://` URLs) that trusts what these options trust and presents
+    /// their client certificate.
+    pub fn http_client(
+        &self,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::Client, ClientError> {
+        let mut builder = builder;
+        if let Some(ca) = self.ca_pem()? {
+            let certs = reqwest::Certificate::from_pem_bundle(&ca)
+                .map_err(|e| ClientError::Tls(format!("CA file: {e}")))?;
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some((cert, key)) = self.identity_pem()? {
+            let identity = reqwest::Identity::from_pem(&[key, cert].concat())
+                .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        builder
+            .build()
+            .map_err(|e| ClientError::Tls(format!("HTTP client: {e}")))
+    }
+}
 
 /// The log's gRPC API with per-answer checks.
 #[derive(Debug, Clone)]
@@ -34,18 +135,37 @@ impl LogApi {
     /// Connects to `server` (e.g. `http://127.0.0.1:50051`) for the log whose note verifier key
     /// is `log_key`; the key's name is the log's origin.
     pub async fn connect(server: &str, log_key: &str) -> Result<Self, ClientError> {
+        Self::connect_tls(server, log_key, &TlsOptions::default()).await
+    }
+
+    /// [`LogApi::connect`] with TLS options; an `https://` server is reached over TLS.
+    pub async fn connect_tls(
+        server: &str,
+        log_key: &str,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
         let verifier = NoteVerifier::parse(log_key.trim())?;
         let connect_err = |reason: String| ClientError::Connect {
             server: server.to_owned(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(server.to_owned())
+        let mut endpoint = Endpoint::from_shared(server.to_owned())
             .map_err(|e| connect_err(e.to_string()))?
             .connect_timeout(std::time::Duration::from_secs(10));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| connect_err(format!("{e}: is ktd running there?")))?;
+        if let Some(config) = tls.grpc(server)? {
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| ClientError::Tls(error_chain(&e)))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| {
+            let reason = error_chain(&e);
+            // A refused certificate is its own answer; anything else may be a wrong address.
+            if reason.contains("certificate") {
+                connect_err(reason)
+            } else {
+                connect_err(format!("{reason}: is ktd running there?"))
+            }
+        })?;
         let rpc = RpcClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
         Ok(LogApi {
             rpc,
@@ -194,4 +314,20 @@ impl LogApi {
         let api = self.clone();
         Ok(stream.map(move |item| api.open(&item?.note)))
     }
+}
+
+/// An error with its causes: tonic's transport errors say only "transport error" themselves,
+/// and the reason (refused connection, unknown CA, bad certificate) is in their sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -341,6 +341,20 @@ impl DirectoryClient {
         ))
     }
 
+    /// [`DirectoryClient::connect`] with TLS options for an `https://` server.
+    pub async fn connect_tls(
+        server: &str,
+        log_key: &str,
+        vrf_key: VrfPublicKey,
+        state_path: impl Into<std::path::PathBuf>,
+        tls: &crate::TlsOptions,
+    ) -> Result<Self, ClientError> {
+        Ok(DirectoryClient::new(
+            LogClient::connect_tls(server, log_key, state_path, tls).await?,
+            vrf_key,
+        ))
+    }
+
     /// The directory of the server `log` is connected to, sharing its trusted state; `vrf_key`
     /// is the log's VRF public key, published with its log key.
     pub fn new(log: LogClient, vrf_key: VrfPublicKey) -> Self {

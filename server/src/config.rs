@@ -100,6 +100,16 @@ pub struct RawConfig {
     /// cosignatures. The environment variable takes a comma-separated list.
     #[arg(long = "witness", env = "KTD_WITNESSES", value_delimiter = ',')]
     pub witnesses: Option<Vec<String>>,
+    /// PEM certificate chain of this server; with --tls-key-file, gRPC and HTTP use TLS.
+    #[arg(long, env = "KTD_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file (mode 0600).
+    #[arg(long, env = "KTD_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) of the identity provider's client certificates (mTLS, needs TLS): a
+    /// gRPC client whose certificate chains to it may register and recover without the token.
+    #[arg(long, env = "KTD_PROVIDER_CLIENT_CA_FILE")]
+    pub provider_client_ca_file: Option<PathBuf>,
 }
 
 fn parse_startup_check(s: &str) -> Result<StartupCheck, String> {
@@ -129,6 +139,11 @@ impl RawConfig {
             provider_token_file: self.provider_token_file.or(lower.provider_token_file),
             vrf_key_file: self.vrf_key_file.or(lower.vrf_key_file),
             witnesses: self.witnesses.or(lower.witnesses),
+            tls_cert_file: self.tls_cert_file.or(lower.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(lower.tls_key_file),
+            provider_client_ca_file: self
+                .provider_client_ca_file
+                .or(lower.provider_client_ca_file),
         }
     }
 
@@ -195,6 +210,8 @@ pub struct Config {
     pub vrf_key: KeySource,
     /// The witnesses whose cosignatures are accepted (at most [`MAX_WITNESSES`]).
     pub witnesses: Vec<CosignatureVerifier>,
+    /// TLS of both listeners (and the provider's mTLS); `None` serves plaintext.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// Most witnesses a log accepts cosignatures from: every served note carries one line per
@@ -356,7 +373,29 @@ impl Config {
             ));
         }
         let vrf_key = crate::vrf_labels::key_source(raw.vrf_key_file, &data_dir)?;
+        let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsSettings::load(
+                &cert,
+                &key,
+                raw.provider_client_ca_file.as_deref(),
+            )?),
+            (None, None) if raw.provider_client_ca_file.is_some() => {
+                return Err(invalid(
+                    "provider_client_ca_file",
+                    "client certificates need TLS: give tls_cert_file and tls_key_file too",
+                ))
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("tls_key_file", "tls_cert_file needs its key")),
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert_file",
+                    "tls_key_file needs its certificate",
+                ))
+            }
+        };
         Ok(Config {
+            tls,
             vrf_key,
             witnesses,
             provider_token,

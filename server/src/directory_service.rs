@@ -44,30 +44,56 @@ pub const MAX_READ_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_MESSAGES_PER_READ: u32 = 1_000;
 const DEFAULT_MESSAGES_PER_READ: u32 = 100;
 
-/// The secret that authenticates the identity provider for `register` and `recover`.
+/// What authenticates the identity provider for `register` and `recover`: the one place that
+/// decides whether a caller is the provider.
 ///
-/// Kept only as its SHA-256 digest, and compared in constant time, so neither the comparison's
-/// timing nor a memory dump of the comparison reveals a prefix of the token.
+/// The bearer token is kept only as its SHA-256 digest, and compared in constant time, so neither
+/// the comparison's timing nor a memory dump of the comparison reveals a prefix of the token.
+/// With the provider's mTLS (`crate::tls`), a verified client certificate also identifies it.
 #[derive(Clone)]
-pub struct ProviderToken(Option<[u8; 32]>);
+pub struct ProviderToken {
+    digest: Option<[u8; 32]>,
+    client_certs: bool,
+}
 
 impl std::fmt::Debug for ProviderToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0 {
-            Some(_) => "ProviderToken(<redacted>)",
-            None => "ProviderToken(<none>)",
+        f.write_str(match self.digest {
+            Some(_) => "ProviderToken(<redacted>",
+            None => "ProviderToken(<none>",
+        })?;
+        f.write_str(if self.client_certs {
+            ", client certificates)"
+        } else {
+            ")"
         })
     }
 }
 
 impl ProviderToken {
     pub fn new(token: Option<&str>) -> Self {
-        ProviderToken(token.map(|t| Sha256::digest(t.as_bytes()).into()))
+        ProviderToken {
+            digest: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+            client_certs: false,
+        }
     }
 
-    /// Checks the request's `authorization: Bearer <token>` metadata.
+    /// With `accept` (set only when the gRPC listener verifies client certificates against the
+    /// provider CA), a caller whose TLS connection carries a client certificate is the provider:
+    /// the handshake has already checked that it chains to that CA, and a certificate that does
+    /// not never gets this far.
+    pub fn with_client_certs(mut self, accept: bool) -> Self {
+        self.client_certs = accept;
+        self
+    }
+
+    /// Checks the caller: a verified provider certificate (see [`Self::with_client_certs`]), or
+    /// the request's `authorization: Bearer <token>` metadata.
     fn check<T>(&self, request: &Request<T>, op: Op) -> Result<(), ApiError> {
-        let Some(want) = &self.0 else {
+        if self.client_certs && request.peer_certs().is_some_and(|certs| !certs.is_empty()) {
+            return Ok(());
+        }
+        let Some(want) = &self.digest else {
             return Err(ApiError::PermissionDenied(format!(
                 "{op} needs the identity provider, and this server has no provider token configured"
             )));

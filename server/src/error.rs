@@ -9,8 +9,12 @@ use crate::sequencer::SequencerError;
 use crate::storage::StorageError;
 use kt_core::directory::RuleError;
 
-/// How long a client should back off after `RESOURCE_EXHAUSTED`, sent as `retry-after-ms`.
+/// How long a client should back off after the append queue was full (the default epoch
+/// interval: the queue drains at each epoch).
 pub const RETRY_AFTER_MS: u64 = 500;
+/// The metadata key of the back-off hint on every `RESOURCE_EXHAUSTED`: whole milliseconds, in
+/// ASCII digits. The message says the same for people.
+pub const RETRY_AFTER_KEY: &str = "retry-after-ms";
 
 /// An error a handler answers with. Every variant says what was wrong in its message.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Busy(String),
+    /// A per-peer limit (`crate::limits`), with its own back-off.
+    #[error("{0}")]
+    Throttled(#[from] crate::limits::Throttled),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -45,7 +52,7 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
             ApiError::OutOfRange(_) => Code::OutOfRange,
             ApiError::NotFound(_) => Code::NotFound,
-            ApiError::Busy(_) => Code::ResourceExhausted,
+            ApiError::Busy(_) | ApiError::Throttled(_) => Code::ResourceExhausted,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::Aborted(_) => Code::Aborted,
@@ -54,13 +61,19 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::Internal(_) => Code::Internal,
         };
-        let mut status = Status::new(code, e.to_string());
-        if code == Code::ResourceExhausted {
-            status.metadata_mut().insert(
-                "retry-after-ms",
-                RETRY_AFTER_MS.to_string().parse().expect("ascii digits"),
-            );
-        }
+        let retry_after_ms = match &e {
+            ApiError::Throttled(t) => Some(t.retry_after().as_millis() as u64),
+            ApiError::Busy(_) => Some(RETRY_AFTER_MS),
+            _ => None,
+        };
+        let Some(ms) = retry_after_ms else {
+            return Status::new(code, e.to_string());
+        };
+        let mut status = Status::new(code, format!("{e}; retry after {ms} ms"));
+        status.metadata_mut().insert(
+            RETRY_AFTER_KEY,
+            ms.to_string().parse().expect("ascii digits"),
+        );
         status
     }
 }
@@ -81,7 +94,9 @@ impl From<StorageError> for ApiError {
 impl From<SequencerError> for ApiError {
     fn from(e: SequencerError) -> Self {
         match e {
-            SequencerError::QueueFull(_) => ApiError::Busy(e.to_string()),
+            SequencerError::QueueFull(waiting) => ApiError::Busy(format!(
+                "the append queue is full ({waiting} requests waiting)"
+            )),
             SequencerError::Stopped(_) | SequencerError::DiskFull(_) => {
                 ApiError::Unavailable(e.to_string())
             }
@@ -130,5 +145,50 @@ impl From<kt_core::map::MapError<StorageError>> for ApiError {
     fn from(e: kt_core::map::MapError<StorageError>) -> Self {
         tracing::error!(error = %e, "map read failed");
         ApiError::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every RESOURCE_EXHAUSTED carries its back-off, in the message and as metadata.
+    #[test]
+    fn resource_exhausted_says_when_to_retry() {
+        let hint = |status: &Status| -> u64 {
+            assert_eq!(status.code(), Code::ResourceExhausted);
+            let ms: u64 = status
+                .metadata()
+                .get(RETRY_AFTER_KEY)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                status
+                    .message()
+                    .ends_with(&format!("; retry after {ms} ms")),
+                "{}",
+                status.message()
+            );
+            ms
+        };
+        let full = Status::from(ApiError::from(SequencerError::QueueFull(10)));
+        assert_eq!(hint(&full), RETRY_AFTER_MS);
+        assert!(full
+            .message()
+            .starts_with("the append queue is full (10 requests waiting)"));
+        let throttled = crate::limits::Throttled::Rate {
+            class: crate::limits::RpcClass::Write,
+            peer: crate::limits::PeerKey::Unknown,
+            per_second: 1,
+            burst: 2,
+            retry_after: std::time::Duration::from_millis(1_234),
+        };
+        assert_eq!(hint(&Status::from(ApiError::from(throttled))), 1_234);
+        let other = Status::from(ApiError::NotFound("x".into()));
+        assert!(other.metadata().get(RETRY_AFTER_KEY).is_none());
+        assert_eq!(other.message(), "x");
     }
 }

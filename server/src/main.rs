@@ -87,14 +87,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => RawConfig::default(),
     };
     let config = Config::validate(args.raw.or(file))?;
+    let (grpc_scheme, http_scheme) = match &config.tls {
+        Some(tls) if tls.provider_mtls() => ("TLS, provider mTLS", "https"),
+        Some(_) => ("TLS", "https"),
+        None => ("plaintext", "http"),
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async move {
             let server = ktd::start(config).await?;
             println!("ktd serving origin {}", server.origin);
-            println!("  gRPC        {}", server.grpc_addr);
-            println!("  HTTP tiles  http://{}/checkpoint", server.http_addr);
+            println!("  gRPC        {} ({grpc_scheme})", server.grpc_addr);
+            println!(
+                "  HTTP tiles  {http_scheme}://{}/checkpoint",
+                server.http_addr
+            );
             println!("  log key     {}", server.verifier_key);
             println!("  VRF key     {}", server.vrf_public_key);
             wait_for_signal().await;

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kt_client::LogApi;
+use kt_client::{LogApi, TlsOptions};
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::hash::{empty_root, leaf_hash, Hash};
 use kt_core::merkle::{verify_consistency, verify_inclusion, Frontier, NodeId};
@@ -86,7 +86,20 @@ pub struct Auditor {
 impl Auditor {
     /// Connects and loads the state of a previous run, if any.
     pub async fn new(config: AuditConfig) -> anyhow::Result<Self> {
-        let api = LogApi::connect(&config.server, &config.log_key).await?;
+        Self::with_tls(config, &TlsOptions::default()).await
+    }
+
+    /// [`Auditor::new`] with TLS options, for an `https://` server and tiles URL.
+    pub async fn with_tls(config: AuditConfig, tls: &TlsOptions) -> anyhow::Result<Self> {
+        let api = LogApi::connect_tls(&config.server, &config.log_key, tls).await?;
+        let tiles = match config.tiles_url {
+            Some(url) => Some(TileChecker::new(
+                url,
+                api.verifier().clone(),
+                tls.http_client(reqwest::Client::builder())?,
+            )),
+            None => None,
+        };
         let verifier = api.verifier().clone();
         std::fs::create_dir_all(&config.state_dir)?;
         let state_path = config.state_dir.join("audit-state.json");
@@ -105,9 +118,7 @@ impl Auditor {
         );
         Ok(Auditor {
             api,
-            tiles: config
-                .tiles_url
-                .map(|url| TileChecker::new(url, verifier.clone())),
+            tiles,
             verifier,
             state,
             state_path,

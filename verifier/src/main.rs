@@ -16,9 +16,19 @@ use kt_audit::{AuditConfig, Auditor, Outcome};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// gRPC address of ktd.
+    /// gRPC address of ktd; `https://` connects over TLS.
     #[arg(long, env = "KT_SERVER", default_value = kt_client::DEFAULT_SERVER)]
     server: String,
+    /// For an https:// --server and --tiles-url: PEM CA certificate(s) to trust instead of the
+    /// system's roots.
+    #[arg(long, env = "KT_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate, sent when the server asks.
+    #[arg(long, env = "KT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "KT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The log's verifier key, or a file holding it.
     #[arg(long, env = "KT_LOG_KEY")]
     log_key: Option<String>,
@@ -28,7 +38,7 @@ struct Cli {
     /// Where evidence files are written (default: the state directory).
     #[arg(long)]
     evidence_dir: Option<PathBuf>,
-    /// Also compare the HTTP tiles, e.g. http://127.0.0.1:8080
+    /// Also compare the HTTP tiles, e.g. http://127.0.0.1:8080 (or https:// with TLS)
     #[arg(long)]
     tiles_url: Option<String>,
     /// Audit up to the latest checkpoint, then exit.
@@ -163,6 +173,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         .as_deref()
         .map(kt_audit::witness::load_key)
         .transpose()?;
+    let tls = kt_client::TlsOptions {
+        ca_file: cli.tls_ca,
+        cert_file: cli.tls_cert,
+        key_file: cli.tls_key,
+    };
     let config = AuditConfig {
         server: cli.server,
         log_key,
@@ -186,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
         });
     }
-    let mut auditor = Auditor::new(config).await?;
+    let mut auditor = Auditor::with_tls(config, &tls).await?;
     if let Some(cosigner) = witness {
         auditor.set_witness(cosigner)?;
     }

@@ -16,9 +16,11 @@ pub struct TileChecker {
 }
 
 impl TileChecker {
-    pub fn new(base: String, verifier: NoteVerifier) -> Self {
+    /// Reads the tiles under `base` with `http` (which carries the TLS options of an https://
+    /// URL).
+    pub fn new(base: String, verifier: NoteVerifier, http: reqwest::Client) -> Self {
         TileChecker {
-            http: reqwest::Client::new(),
+            http,
             base: base.trim_end_matches('/').to_owned(),
             verifier,
         }

@@ -128,7 +128,8 @@ fn token_hint(e: kt_client::ClientError, op: &str, given: bool) -> Failure {
             } else {
                 format!(
                     "{op} needs the identity provider's token: pass --provider-token or set \
-                     KT_PROVIDER_TOKEN"
+                     KT_PROVIDER_TOKEN (or, where ktd takes the provider's client certificates, \
+                     --tls-cert and --tls-key)"
                 )
             };
             Failure::Other(anyhow::Error::from(e).context(hint))

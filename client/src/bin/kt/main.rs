@@ -26,9 +26,19 @@ use directory::{KeyCommand, MessageCommand};
     about = "KeyTrail client: the log, the key directory and the message log, every answer verified"
 )]
 struct Cli {
-    /// gRPC address of ktd.
+    /// gRPC address of ktd; `https://` connects over TLS.
     #[arg(long, env = "KT_SERVER", default_value = DEFAULT_SERVER, global = true)]
     server: String,
+    /// For an https:// --server: PEM CA certificate(s) to trust instead of the system's roots.
+    #[arg(long, env = "KT_TLS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// For an https:// --server: PEM client certificate, sent when the server asks (the identity
+    /// provider's mTLS: register and recover then need no --provider-token).
+    #[arg(long, env = "KT_TLS_CERT", global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "KT_TLS_KEY", global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The log's verifier key (`name+keyid+base64`), or a file holding it (ktd writes
     /// `data/log.pub`).
     #[arg(long, env = "KT_LOG_KEY", global = true)]
@@ -307,7 +317,12 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     }
     let key = log_key(cli)?;
     let state = state_path(cli, &key)?;
-    let mut client = LogClient::connect(&cli.server, &key, &state)
+    let tls = kt_client::TlsOptions {
+        ca_file: cli.tls_ca.clone(),
+        cert_file: cli.tls_cert.clone(),
+        key_file: cli.tls_key.clone(),
+    };
+    let mut client = LogClient::connect_tls(&cli.server, &key, &state, &tls)
         .await?
         .with_policy(policy(cli)?);
     match &cli.command {
