@@ -19,7 +19,7 @@ pub mod directory;
 pub mod keys;
 mod state;
 
-pub use api::{LogApi, DEFAULT_SERVER};
+pub use api::{LogApi, TlsOptions, DEFAULT_SERVER};
 pub use directory::{
     DirectoryClient, Lookup, MessageReceipt, Messages, UpdateReceipt, VerifiedHistory,
 };
@@ -128,6 +128,9 @@ pub enum ClientError {
     /// A witness's checkpoint (gossip) that does not open or is not from the policy's witness.
     #[error("witness checkpoint rejected: {0}")]
     Gossip(String),
+    /// TLS options that cannot be used (see [`TlsOptions`]).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// An answer that does not verify (see [`ClientError::Answer`]).
@@ -295,7 +298,17 @@ impl LogClient {
         log_key: &str,
         state_path: impl Into<std::path::PathBuf>,
     ) -> Result<Self, ClientError> {
-        let api = LogApi::connect(server, log_key).await?;
+        Self::connect_tls(server, log_key, state_path, &TlsOptions::default()).await
+    }
+
+    /// [`LogClient::connect`] with TLS options for an `https://` server.
+    pub async fn connect_tls(
+        server: &str,
+        log_key: &str,
+        state_path: impl Into<std::path::PathBuf>,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
+        let api = LogApi::connect_tls(server, log_key, tls).await?;
         let state = TrustedStateFile::open(state_path.into(), api.verifier())?;
         Ok(LogClient {
             api,

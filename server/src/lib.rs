@@ -13,6 +13,7 @@ pub mod sequencer;
 pub mod service;
 pub mod startup;
 pub mod storage;
+pub mod tls;
 pub mod vrf_labels;
 pub mod witnessing;
 
@@ -222,7 +223,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         storage.clone(),
         handle.clone(),
         latest.clone(),
-        ProviderToken::new(Some(&provider_token)),
+        ProviderToken::new(Some(&provider_token))
+            .with_client_certs(config.tls.as_ref().is_some_and(|t| t.provider_mtls())),
         vrf,
     );
     let service = LogService::new(storage.clone(), handle, latest.clone(), cosigned);
@@ -260,8 +262,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let directory = DirectoryServer::new(directory)
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
             .max_encoding_message_size(MAX_GRPC_ANSWER);
+        let builder = tls::grpc_server(config.tls.as_ref())?;
         tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+            let result = builder
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_service(health_service)
                 .add_service(reflection)
@@ -282,6 +285,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
     let http = {
         let router = http::router(storage.clone(), latest);
+        let http_listener = tls::http_listener(http_listener, config.tls.as_ref());
         tokio::spawn(async move {
             let result = axum::serve(http_listener, router)
                 .with_graceful_shutdown(stop)
