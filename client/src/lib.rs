@@ -152,7 +152,25 @@ impl ClientError {
     pub fn is_violation(&self) -> bool {
         matches!(self, ClientError::Violation(_) | ClientError::Answer(_))
     }
+
+    /// The server's back-off hint: it refused the call with `RESOURCE_EXHAUSTED` (a full append
+    /// queue, or this client's rate limit) and says, as `retry-after-ms` metadata, how long to
+    /// wait. The call was not carried out, so it may be sent again after that long; this library
+    /// does not retry by itself.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let ClientError::Rpc(status) = self else {
+            return None;
+        };
+        if status.code() != tonic::Code::ResourceExhausted {
+            return None;
+        }
+        let ms = status.metadata().get(RETRY_AFTER_KEY)?.to_str().ok()?;
+        Some(Duration::from_millis(ms.trim().parse().ok()?))
+    }
 }
+
+/// The metadata key of the server's back-off hint ([`ClientError::retry_after`]).
+pub const RETRY_AFTER_KEY: &str = "retry-after-ms";
 
 /// The canonical name of a gRPC status code (`UNAUTHENTICATED`), as servers and tools print it.
 pub fn code_name(code: tonic::Code) -> &'static str {

@@ -91,6 +91,31 @@ pub struct RawConfig {
     /// first start when no token is given.
     #[arg(long, env = "KTD_PROVIDER_TOKEN_FILE")]
     pub provider_token_file: Option<PathBuf>,
+    /// Reads per second from one peer (IP address; IPv6 by /64): every RPC but the writes, and
+    /// every HTTP request. 0 turns the limit off (behind a proxy that limits: every request then
+    /// has the proxy's address). Default 2000.
+    #[arg(long, env = "KTD_READ_RATE_PER_SEC")]
+    pub read_rate_per_sec: Option<u32>,
+    /// Reads one peer may make at once after being idle. Default: twice the rate.
+    #[arg(long, env = "KTD_READ_BURST")]
+    pub read_burst: Option<u32>,
+    /// Writes per second from one peer (append, register, rotate, revoke, recover, send,
+    /// cosignatures); 0 turns the limit off. Default 1000.
+    #[arg(long, env = "KTD_WRITE_RATE_PER_SEC")]
+    pub write_rate_per_sec: Option<u32>,
+    /// Writes one peer may make at once after being idle. Default: twice the rate.
+    #[arg(long, env = "KTD_WRITE_BURST")]
+    pub write_burst: Option<u32>,
+    /// Open connections of one peer, per listener (gRPC, HTTP). Default 128.
+    #[arg(long, env = "KTD_MAX_CONNECTIONS_PER_PEER")]
+    pub max_connections_per_peer: Option<u32>,
+    /// Open connections of all peers, per listener. Default 4096.
+    #[arg(long, env = "KTD_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Close gRPC connections older than this many seconds (their calls get 30 s to finish).
+    /// Default 0: never, since `kt monitor` and `kt-audit --follow` hold one stream open.
+    #[arg(long, env = "KTD_MAX_CONNECTION_AGE_SECS")]
+    pub max_connection_age_secs: Option<u64>,
     /// VRF key file (labels are VRF outputs of identifiers). Default: `<data_dir>/vrf.key`,
     /// generated with `<data_dir>/vrf.pub` on the first start of a new log.
     #[arg(long, env = "KTD_VRF_KEY_FILE")]
@@ -138,6 +163,17 @@ impl RawConfig {
             provider_token: self.provider_token.or(lower.provider_token),
             provider_token_file: self.provider_token_file.or(lower.provider_token_file),
             vrf_key_file: self.vrf_key_file.or(lower.vrf_key_file),
+            read_rate_per_sec: self.read_rate_per_sec.or(lower.read_rate_per_sec),
+            read_burst: self.read_burst.or(lower.read_burst),
+            write_rate_per_sec: self.write_rate_per_sec.or(lower.write_rate_per_sec),
+            write_burst: self.write_burst.or(lower.write_burst),
+            max_connections_per_peer: self
+                .max_connections_per_peer
+                .or(lower.max_connections_per_peer),
+            max_connections: self.max_connections.or(lower.max_connections),
+            max_connection_age_secs: self
+                .max_connection_age_secs
+                .or(lower.max_connection_age_secs),
             witnesses: self.witnesses.or(lower.witnesses),
             tls_cert_file: self.tls_cert_file.or(lower.tls_cert_file),
             tls_key_file: self.tls_key_file.or(lower.tls_key_file),
@@ -208,6 +244,8 @@ pub struct Config {
     pub provider_token: ProviderTokenSource,
     /// The VRF key that derives labels (`crate::vrf_labels`).
     pub vrf_key: KeySource,
+    /// Per-peer rate limits and connection caps (`crate::limits`).
+    pub limits: crate::limits::LimitsConfig,
     /// The witnesses whose cosignatures are accepted (at most [`MAX_WITNESSES`]).
     pub witnesses: Vec<CosignatureVerifier>,
     /// TLS of both listeners (and the provider's mTLS); `None` serves plaintext.
@@ -249,6 +287,7 @@ fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
 impl Config {
     /// Validates raw settings.
     pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let limits = limits(&raw)?;
         let data_dir = raw
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -395,6 +434,7 @@ impl Config {
             }
         };
         Ok(Config {
+            limits,
             tls,
             vrf_key,
             witnesses,
@@ -408,6 +448,74 @@ impl Config {
             startup_check: raw.startup_check.unwrap_or(StartupCheck::Full),
         })
     }
+}
+
+/// A token bucket from its two settings: a rate of 0 is no limit; the burst defaults to twice
+/// the rate.
+fn rate(
+    (rate_field, per_second): (&'static str, Option<u32>),
+    (burst_field, burst): (&'static str, Option<u32>),
+    default_per_second: u32,
+) -> Result<Option<crate::limits::Rate>, ConfigError> {
+    use std::num::NonZeroU32;
+    let per_second = ranged(
+        rate_field,
+        per_second.unwrap_or(default_per_second),
+        0,
+        1_000_000,
+    )?;
+    let Some(per_second) = NonZeroU32::new(per_second) else {
+        return Ok(None);
+    };
+    let burst = ranged(
+        burst_field,
+        burst.unwrap_or(per_second.get().saturating_mul(2)),
+        1,
+        10_000_000,
+    )?;
+    Ok(Some(crate::limits::Rate {
+        per_second,
+        burst: NonZeroU32::new(burst).expect("at least 1"),
+    }))
+}
+
+fn limits(raw: &RawConfig) -> Result<crate::limits::LimitsConfig, ConfigError> {
+    use crate::limits as l;
+    let max_connections = ranged(
+        "max_connections",
+        raw.max_connections.unwrap_or(l::DEFAULT_MAX_CONNECTIONS),
+        1,
+        1_000_000,
+    )?;
+    Ok(l::LimitsConfig {
+        read: rate(
+            ("read_rate_per_sec", raw.read_rate_per_sec),
+            ("read_burst", raw.read_burst),
+            l::DEFAULT_READ_RATE_PER_SEC,
+        )?,
+        write: rate(
+            ("write_rate_per_sec", raw.write_rate_per_sec),
+            ("write_burst", raw.write_burst),
+            l::DEFAULT_WRITE_RATE_PER_SEC,
+        )?,
+        max_connections_per_peer: ranged(
+            "max_connections_per_peer",
+            raw.max_connections_per_peer
+                .unwrap_or(l::DEFAULT_MAX_CONNECTIONS_PER_PEER.min(max_connections)),
+            1,
+            max_connections,
+        )?,
+        max_connections,
+        max_connection_age: match ranged(
+            "max_connection_age_secs",
+            raw.max_connection_age_secs.unwrap_or(0),
+            0,
+            365 * 86_400,
+        )? {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
+    })
 }
 
 /// A key file must exist and be private to its owner.
@@ -547,6 +655,58 @@ mod tests {
             .verifier()
             .to_string();
         assert_eq!(bad(vec![note_key]), "witnesses");
+    }
+
+    #[test]
+    fn limits_have_defaults_layer_and_zero_turns_a_rate_off() {
+        use crate::limits::{default_rate, LimitsConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let base = RawConfig {
+            data_dir: Some(dir.path().to_owned()),
+            ..RawConfig::default()
+        };
+        let c = Config::validate(base.clone()).unwrap();
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.limits.read.unwrap().burst.get(), 4_000);
+
+        let path = dir.path().join("ktd.toml");
+        std::fs::write(
+            &path,
+            "read_rate_per_sec = 10\nread_burst = 3\nwrite_rate_per_sec = 7\nmax_connection_age_secs = 60\n",
+        )
+        .unwrap();
+        let flags = RawConfig {
+            write_rate_per_sec: Some(0),
+            max_connections_per_peer: Some(5),
+            ..base.clone()
+        };
+        let c = Config::validate(flags.or(RawConfig::from_file(&path).unwrap())).unwrap();
+        assert_eq!(c.limits.read.unwrap().per_second.get(), 10);
+        assert_eq!(c.limits.read.unwrap().burst.get(), 3);
+        assert_eq!(c.limits.write, None, "the flag's 0 wins over the file's 7");
+        assert_eq!(c.limits.max_connections_per_peer, 5);
+        assert_eq!(c.limits.max_connection_age, Some(Duration::from_secs(60)));
+        assert_eq!(default_rate(7).unwrap().burst.get(), 14);
+
+        let bad = |raw: RawConfig| match Config::validate(raw) {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        };
+        assert_eq!(
+            bad(RawConfig {
+                read_burst: Some(0),
+                ..base.clone()
+            }),
+            "read_burst"
+        );
+        assert_eq!(
+            bad(RawConfig {
+                max_connections: Some(10),
+                max_connections_per_peer: Some(11),
+                ..base.clone()
+            }),
+            "max_connections_per_peer"
+        );
     }
 
     #[test]

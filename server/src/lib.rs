@@ -9,6 +9,7 @@ pub mod directory_store;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod sequencer;
 pub mod service;
 pub mod startup;
@@ -30,7 +31,6 @@ use kt_proto::v1::messages_server::MessagesServer;
 use kt_proto::v1::witnessing_server::WitnessingServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::{Config, KeySource, ProviderTokenSource};
 use crate::directory_service::{DirectoryService, ProviderToken};
@@ -248,6 +248,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let stop = futures::future::FutureExt::shared(async move {
         let _ = stop_rx.await;
     });
+    let peer_limits = limits::PeerLimits::new(&config.limits);
     let grpc = {
         let stop = stop.clone();
         let log = LogServer::new(service)
@@ -262,21 +263,37 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let directory = DirectoryServer::new(directory)
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
             .max_encoding_message_size(MAX_GRPC_ANSWER);
+        let health_service = health_service
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_ANSWER);
+        let reflection = reflection
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_ANSWER);
         let builder = tls::grpc_server(config.tls.as_ref())?;
+        // Transport limits (`crate::limits`); the peer limits are one layer around every service.
+        let mut builder = builder
+            .http2_keepalive_interval(Some(limits::HTTP2_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(limits::HTTP2_KEEPALIVE_TIMEOUT))
+            .max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION)
+            .http2_max_header_list_size(limits::MAX_GRPC_HEADER_LIST)
+            .timeout(limits::request_timeout(config.sequencer.epoch_interval));
+        if let Some(age) = config.limits.max_connection_age {
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(limits::CONNECTION_AGE_GRACE);
+        }
+        let incoming = limits::grpc_incoming(grpc_listener, peer_limits.clone());
+        let layer = limits::GrpcLimitLayer::new(peer_limits.clone());
         tokio::spawn(async move {
             let result = builder
-                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .layer(layer)
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(log)
                 .add_service(directory)
                 .add_service(messages)
                 .add_service(witnessing)
-                // Small request/answer exchanges: without TCP_NODELAY each waits on delayed ACKs.
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                    stop,
-                )
+                .serve_with_incoming_shutdown(incoming, stop)
                 .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "gRPC server failed");
@@ -286,14 +303,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let http = {
         let router = http::router(storage.clone(), latest);
         let http_listener = tls::http_listener(http_listener, config.tls.as_ref());
-        tokio::spawn(async move {
-            let result = axum::serve(http_listener, router)
-                .with_graceful_shutdown(stop)
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        })
+        tokio::spawn(http::serve(http_listener, router, peer_limits, stop))
     };
     Ok(RunningServer {
         grpc_addr,
