@@ -318,7 +318,11 @@ async fn good_client(ktd: &Ktd, state: &Path) -> u64 {
     for i in 0..100 {
         many = many.header(format!("x-filler-{i}"), "x");
     }
-    assert_eq!(many.send().await.unwrap().status(), 431, "at most 64 header fields");
+    assert_eq!(
+        many.send().await.unwrap().status(),
+        431,
+        "at most 64 header fields"
+    );
     GOOD_APPENDS
 }
 

@@ -51,7 +51,7 @@ impl PagePath {
         }
         let mut prefix = self.prefix;
         let byte = usize::from(self.depth) / 2;
-        prefix[byte] |= if self.depth % 2 == 0 {
+        prefix[byte] |= if self.depth.is_multiple_of(2) {
             (slot as u8) << 4
         } else {
             slot as u8
