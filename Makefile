@@ -11,7 +11,7 @@ GRPC ?= http://127.0.0.1:50051
 HTTP ?= http://127.0.0.1:8080
 DEMO_STATE ?= ./demo-state
 
-.PHONY: run test demo build deps lint fmt fuzz clean-data crash-test
+.PHONY: run test demo build deps lint fmt fuzz clean-data crash-test bench-load
 
 ## deps: system packages the build needs (libclang for RocksDB's bindings, a C++ compiler).
 deps:
@@ -105,6 +105,32 @@ test: build
 CRASH_CYCLES ?= 500
 crash-test: build
 	KT_CRASH_CYCLES=$(CRASH_CYCLES) $(CARGO) test $(CARGO_SET) -- sigkill_under_load --nocapture
+
+## bench-load: a short run of every kt-bench workload (docs/performance.md) against a release
+## ktd on a fresh temporary data dir with its per-peer rate limits off, then stops it. Release
+## builds go to their own target dir, so the debug build of `make test` is not disturbed (the
+## first one compiles RocksDB again, about 15 minutes). JSON reports land in BENCH_OUT.
+RELEASE_TARGET ?= $(HOME)/.cache/keytrail/target-release
+BENCH_ARGS ?= --duration 5s --warmup 1s --clients 64 --connections 4
+BENCH_USERS ?= 2000
+BENCH_ADDR ?= 127.0.0.1:50071
+BENCH_OUT ?= /tmp/kt-bench-results
+bench-load: deps
+	CARGO_TARGET_DIR=$(RELEASE_TARGET) $(CARGO) build --release -p ktd -p kt-bench --bins
+	@mkdir -p $(BENCH_OUT); dir=$$(mktemp -d); \
+	$(RELEASE_TARGET)/release/ktd --data-dir $$dir/db --grpc-addr $(BENCH_ADDR) --http-addr 127.0.0.1:0 \
+		--read-rate-per-sec 0 --write-rate-per-sec 0 >$$dir/ktd.out 2>&1 & ktd=$$!; \
+	trap 'kill $$ktd 2>/dev/null; wait $$ktd; rm -rf $$dir' EXIT; \
+	for i in $$(seq 300); do grep -q "ktd serving" $$dir/ktd.out && break; sleep 0.1; done; \
+	grep -q "ktd serving" $$dir/ktd.out || { cat $$dir/ktd.out; exit 1; }; \
+	bench="$(RELEASE_TARGET)/release/kt-bench --server http://$(BENCH_ADDR) --data-dir $$dir/db $(BENCH_ARGS)"; \
+	prefix=load$$$$; set -ex; \
+	$$bench append --json $(BENCH_OUT)/append.json; \
+	$$bench register --json $(BENCH_OUT)/register.json; \
+	$$bench lookup --users $(BENCH_USERS) --prefix $$prefix --json $(BENCH_OUT)/lookup.json; \
+	$$bench rotate --users $(BENCH_USERS) --prefix $$prefix --skip-setup --json $(BENCH_OUT)/rotate.json; \
+	$$bench history --users $(BENCH_USERS) --prefix $$prefix --skip-setup --json $(BENCH_OUT)/history.json; \
+	$$bench mix --users $(BENCH_USERS) --prefix $$prefix --skip-setup --json $(BENCH_OUT)/mix.json
 
 ## lint: formatting and clippy, as required on every commit.
 lint: deps

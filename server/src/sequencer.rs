@@ -537,6 +537,26 @@ impl Sequencer {
         entries: Vec<Vec<u8>>,
         forgery: Forgery,
     ) -> Result<Vec<Result<Appended, SequencerError>>, CommitError> {
+        self.sequence_entries(entries, Some(forgery))
+    }
+
+    /// **For benchmarks.** Sequences `entries` as one epoch through the real write path (rules,
+    /// map, verify before signing, sign, synced commit, publish) without the request queue, and
+    /// returns each entry's outcome in order.
+    #[doc(hidden)]
+    pub fn commit_epoch_for_benches(
+        &mut self,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<Appended, SequencerError>>, CommitError> {
+        self.sequence_entries(entries, None)
+    }
+
+    /// One epoch of `entries` without the request queue: each entry's outcome, in order.
+    fn sequence_entries(
+        &mut self,
+        entries: Vec<Vec<u8>>,
+        forgery: Option<Forgery>,
+    ) -> Result<Vec<Result<Appended, SequencerError>>, CommitError> {
         let (jobs, mut answers): (Vec<Job>, Vec<_>) = entries
             .into_iter()
             .map(|entry| {
@@ -544,7 +564,7 @@ impl Sequencer {
                 (Job { entry, reply }, answer)
             })
             .unzip();
-        self.sequence_epoch(jobs, Some(forgery))?;
+        self.sequence_epoch(jobs, forgery)?;
         Ok(answers
             .iter_mut()
             .map(|a| {

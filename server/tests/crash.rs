@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crash::{
-    free_port, tail, Appender, Checker, DirectoryWorker, Ktd, KtdOptions, Ready, Rng, Shared,
+    free_port, Appender, Checker, DirectoryWorker, Ktd, KtdOptions, Output, Ready, Rng, Shared,
     Target,
 };
 
@@ -83,7 +83,7 @@ struct Stats {
 struct Harness {
     seed: u64,
     work: PathBuf,
-    log_file: PathBuf,
+    output: Output,
     rng: Rng,
     shared: Arc<Shared>,
     appenders: Vec<Appender>,
@@ -115,7 +115,7 @@ impl Harness {
         let mut rng = Rng::new(seed);
         Harness {
             seed,
-            log_file: work.join("ktd.log"),
+            output: Output::default(),
             appenders: (0..APPENDERS)
                 .map(|i| Appender::new(i, rng.fork(), &work))
                 .collect(),
@@ -137,13 +137,26 @@ impl Harness {
 
     fn fail(&self, what: &str, details: &[String]) -> ! {
         panic!(
-            "CRASH HARNESS FAILURE ({what}); seed {} (rerun with KT_CRASH_SEED={}); data kept in {}\n{}\n--- ktd log tail ---\n{}",
+            "CRASH HARNESS FAILURE ({what}); seed {} (rerun with KT_CRASH_SEED={}); data kept in {}\n{}\n--- writes that got no OK answer, by error ---\n{}\n--- ktd output (last lines) ---\n{}",
             self.seed,
             self.seed,
             self.work.display(),
             details.join("\n"),
-            tail(&self.log_file, 40)
+            self.errors(),
+            self.output.tail(40)
         );
+    }
+
+    /// The errors of unanswered writes so far, one line each with its count.
+    fn errors(&self) -> String {
+        let ledger = self.shared.ledger.lock().unwrap();
+        let lines: Vec<String> = ledger
+            .counts
+            .errors
+            .iter()
+            .map(|(error, n)| format!("{n} × {error}"))
+            .collect();
+        lines.join("\n")
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -163,7 +176,7 @@ impl Harness {
             // Now and then a small batch, so that one burst spans several epochs.
             max_batch: if self.rng.below(4) == 0 { 4 } else { 1_000 },
             full_startup_check,
-            log_file: self.log_file.clone(),
+            output: self.output.clone(),
         }
     }
 
@@ -175,7 +188,7 @@ impl Harness {
             let mut ktd = Ktd::spawn(&opts);
             let ready = match ktd.wait_ready() {
                 Ok(ready) => ready,
-                Err(status) if tail(&self.log_file, 3).contains("binding") => {
+                Err(status) if self.output.tail(3).contains("binding") => {
                     eprintln!("crash harness: port taken ({status}), moving to new ports");
                     self.ports = (free_port(), free_port());
                     self.stats.port_moves += 1;
@@ -219,7 +232,7 @@ impl Harness {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         if let Err(status) = ktd.kill() {
             // A taken port is not ktd's fault; anything else is.
-            if !tail(&self.log_file, 3).contains("binding") {
+            if !self.output.tail(3).contains("binding") {
                 return Err(format!("ktd exited on its own while starting: {status}"));
             }
         }
@@ -301,7 +314,15 @@ impl Harness {
                     }
                     tokio::select! {
                         _ = notified => {}
-                        _ = &mut guard => break,
+                        _ = &mut guard => {
+                            // Worth knowing (a server refusing writes: a full disk, a stopped
+                            // sequencer), not a failure by itself: the checks decide.
+                            eprintln!(
+                                "crash harness: cycle {cycle}: fewer than {n} writes acknowledged in 10 s; errors so far:\n{}",
+                                self.errors()
+                            );
+                            break;
+                        }
                     }
                 }
             }
@@ -386,6 +407,7 @@ impl Harness {
         for (error, n) in &c.errors {
             eprintln!("  unanswered: {n} × {error}");
         }
+        drop(ledger);
     }
 
     /// Removes the data (only when everything passed).

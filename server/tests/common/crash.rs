@@ -8,7 +8,6 @@
 //! acknowledged entry may be found replaced by it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -117,8 +116,37 @@ pub struct KtdOptions {
     pub max_batch: usize,
     /// `--startup-check full` (re-hash everything) rather than `quick`.
     pub full_startup_check: bool,
-    /// ktd's stderr, appended across restarts (shown when something fails).
-    pub log_file: PathBuf,
+    /// ktd's output (stdout and stderr), kept across restarts (shown when something fails).
+    pub output: Output,
+}
+
+/// The last lines ktd printed, kept in memory: a log file on the same disk would lose them
+/// exactly when the disk is full (and ktd's `eprintln!` panics when stderr cannot be written).
+#[derive(Debug, Clone, Default)]
+pub struct Output(Arc<Mutex<std::collections::VecDeque<String>>>);
+
+impl Output {
+    const KEEP: usize = 200;
+
+    fn push(&self, line: String) {
+        let mut lines = self.0.lock().unwrap();
+        if lines.len() == Self::KEEP {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The last `n` lines.
+    pub fn tail(&self, n: usize) -> String {
+        let lines = self.0.lock().unwrap();
+        let skip = lines.len().saturating_sub(n);
+        lines
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// What ktd prints once storage is verified and it serves.
@@ -135,15 +163,13 @@ pub struct Ready {
 pub struct Ktd {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// The threads draining stdout and stderr: joined once ktd has exited, so that its last
+    /// words are in the [`Output`] before anyone reads them.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Ktd {
     pub fn spawn(opts: &KtdOptions) -> Ktd {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&opts.log_file)
-            .unwrap();
         // KT_CRASH_KTD: a copy of ktd for long runs, so that a rebuild of the shared target
         // directory meanwhile does not swap the binary under test.
         let exe = std::env::var_os("KT_CRASH_KTD").map_or_else(|| binary("ktd"), PathBuf::from);
@@ -169,19 +195,45 @@ impl Ktd {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
-        // Drains stdout until ktd dies, so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+        // Both pipes are drained until ktd dies, so it never blocks on a full pipe (nor fails a
+        // write to a closed one); lines that are not UTF-8 are kept lossily.
+        let output = opts.output.clone();
+        let mut readers = Vec::new();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
                 let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).into_owned();
+                output.push(format!("[stdout] {line}"));
                 let _ = tx.send(line);
             }
-        });
-        Ktd { child, lines }
+        }));
+        let output = opts.output.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(stderr).split(b'\n') {
+                let Ok(line) = line else { break };
+                output.push(format!("[stderr] {}", String::from_utf8_lossy(&line)));
+            }
+        }));
+        Ktd {
+            child,
+            lines,
+            readers,
+        }
+    }
+
+    /// Waits for ktd to exit and for its output to be read to the end.
+    fn exited(&mut self) -> ExitStatus {
+        let status = self.child.wait().unwrap();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
     }
 
     /// Waits until ktd prints its addresses and keys (after start-up verification), or exits.
@@ -194,7 +246,7 @@ impl Ktd {
         loop {
             let line = match tokio::task::block_in_place(|| self.lines.recv()) {
                 Ok(line) => line,
-                Err(_) => return Err(self.child.wait().unwrap()),
+                Err(_) => return Err(tokio::task::block_in_place(|| self.exited())),
             };
             let line = line.trim();
             // The first word after the label (more may follow, e.g. "(plaintext)").
@@ -223,7 +275,7 @@ impl Ktd {
     /// exited on its own, which it never should.
     pub fn kill(mut self) -> Result<(), ExitStatus> {
         let _ = self.child.kill();
-        let status = self.child.wait().unwrap();
+        let status = tokio::task::block_in_place(|| self.exited());
         if status.signal() == Some(9) {
             Ok(())
         } else {
@@ -237,13 +289,6 @@ impl Drop for Ktd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The last `lines` lines of a file (ktd's log), for failure messages.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A write the server acknowledged: its entry bytes must stay at its index forever.
