@@ -183,7 +183,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => number * 3600.0,
         other => return Err(format!("{s:?}: unknown unit {other:?} (ms, s, m, h)")),
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 30.0 * 86_400.0 {
+    if !seconds.is_finite() || !(0.0..=30.0 * 86_400.0).contains(&seconds) {
         return Err(format!("{s:?}: out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))
