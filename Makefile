@@ -11,7 +11,7 @@ GRPC ?= http://127.0.0.1:50051
 HTTP ?= http://127.0.0.1:8080
 DEMO_STATE ?= ./demo-state
 
-.PHONY: run test demo build deps lint fmt fuzz clean-data crash-test bench-load
+.PHONY: run test demo build deps lint fmt fuzz clean-data crash-test bench-load scale-test
 
 ## deps: system packages the build needs (libclang for RocksDB's bindings, a C++ compiler).
 deps:
@@ -115,8 +115,10 @@ BENCH_ARGS ?= --duration 5s --warmup 1s --clients 64 --connections 4
 BENCH_USERS ?= 2000
 BENCH_ADDR ?= 127.0.0.1:50071
 BENCH_OUT ?= /tmp/kt-bench-results
+# One package set for every release build, so that none of them changes the feature set of another.
+RELEASE_BUILD = CARGO_TARGET_DIR=$(RELEASE_TARGET) $(CARGO) build --release -p ktd -p kt-bench -p kt-audit --bins
 bench-load: deps
-	CARGO_TARGET_DIR=$(RELEASE_TARGET) $(CARGO) build --release -p ktd -p kt-bench --bins
+	$(RELEASE_BUILD)
 	@mkdir -p $(BENCH_OUT); dir=$$(mktemp -d); \
 	$(RELEASE_TARGET)/release/ktd --data-dir $$dir/db --grpc-addr $(BENCH_ADDR) --http-addr 127.0.0.1:0 \
 		--read-rate-per-sec 0 --write-rate-per-sec 0 >$$dir/ktd.out 2>&1 & ktd=$$!; \
@@ -131,6 +133,20 @@ bench-load: deps
 	$$bench rotate --users $(BENCH_USERS) --prefix $$prefix --skip-setup --json $(BENCH_OUT)/rotate.json; \
 	$$bench history --users $(BENCH_USERS) --prefix $$prefix --skip-setup --json $(BENCH_OUT)/history.json; \
 	$$bench mix --users $(BENCH_USERS) --prefix $$prefix --skip-setup --json $(BENCH_OUT)/mix.json
+
+## scale-test: load SCALE_LEVELS registered users into a release ktd's storage through its real
+## write path and measure, at each size, restart time, lookups and histories under load (kt-bench),
+## RSS and disk (docs/performance.md). Not part of `make test`: 10^7 users take about an hour and
+## several GB of disk. The data dir SCALE_DIR is kept, so a later run resumes where it stopped.
+SCALE_LEVELS ?= 100000,1000000,10000000
+SCALE_DIR ?= $(HOME)/.cache/keytrail/scale-db
+SCALE_ARGS ?= --seconds 10 --clients 64 --connections 4
+scale-test: deps
+	$(RELEASE_BUILD)
+	@mkdir -p $(BENCH_OUT)
+	$(RELEASE_TARGET)/release/kt-scale --ktd $(RELEASE_TARGET)/release/ktd \
+		--kt-audit $(RELEASE_TARGET)/release/kt-audit --data-dir $(SCALE_DIR) \
+		--levels $(SCALE_LEVELS) $(SCALE_ARGS) --json $(BENCH_OUT)/scale.json
 
 ## lint: formatting and clippy, as required on every commit.
 lint: deps

@@ -18,6 +18,9 @@ use crate::error::BenchError;
 pub enum Kind {
     /// A single-entry `Log.Append` of a message-log record.
     Append,
+    /// A `Log.AppendBatch` of `batch_size` records.
+    #[serde(rename = "append-batch")]
+    AppendBatch,
     /// A new identity: a lookup for its VRF label, then `Directory.Register`.
     Register,
     /// A new key for a registered identity, signed by the previous and the new key.
@@ -29,8 +32,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Append,
+        Kind::AppendBatch,
         Kind::Register,
         Kind::Rotate,
         Kind::Lookup,
@@ -40,6 +44,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Append => "append",
+            Kind::AppendBatch => "append-batch",
             Kind::Register => "register",
             Kind::Rotate => "rotate",
             Kind::Lookup => "lookup",
@@ -63,6 +68,7 @@ impl fmt::Display for Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WorkloadName {
     Append,
+    AppendBatch,
     Register,
     Rotate,
     Lookup,
@@ -122,7 +128,9 @@ impl FromStr for Mix {
                 .split_once('=')
                 .ok_or_else(|| format!("{part:?}: want KIND=WEIGHT"))?;
             let kind = <Kind as ValueEnum>::from_str(name.trim(), true).map_err(|_| {
-                format!("{name:?} is not one of append, register, rotate, lookup, history")
+                format!(
+                    "{name:?} is not one of append, append-batch, register, rotate, lookup, history"
+                )
             })?;
             let weight: u32 = weight
                 .trim()
@@ -218,6 +226,8 @@ pub struct BenchConfig {
     pub connections: usize,
     /// Payload bytes of each appended record.
     pub payload_size: usize,
+    /// Records per `AppendBatch` call.
+    pub batch_size: usize,
     /// Namespace of appended records.
     pub namespace: String,
     /// Identities registered by the setup phase for rotations, lookups and histories.
@@ -251,6 +261,7 @@ impl BenchConfig {
             clients: 64,
             connections: 4,
             payload_size: 64,
+            batch_size: 100,
             namespace: "bench".into(),
             users: 1_000,
             skip_setup: false,
@@ -286,6 +297,9 @@ impl BenchConfig {
         }
         if self.payload_size == 0 || self.payload_size > 32_768 {
             return bad("--payload-size is 1 to 32768 bytes (the log's limit)".into());
+        }
+        if self.batch_size == 0 || self.batch_size > 1_000 {
+            return bad("--batch-size is 1 to 1000 records (the server's limit)".into());
         }
         if let Stop::Count(0) = self.stop {
             return bad("--count must be at least 1".into());
@@ -366,6 +380,9 @@ pub struct Args {
     /// Payload bytes of each appended record.
     #[arg(long, default_value_t = 64)]
     pub payload_size: usize,
+    /// Records per `AppendBatch` call (`append-batch`).
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
     /// Namespace of appended records.
     #[arg(long, default_value = "bench")]
     pub namespace: String,
@@ -442,6 +459,7 @@ impl Args {
         config.clients = self.clients;
         config.connections = self.connections;
         config.payload_size = self.payload_size;
+        config.batch_size = self.batch_size;
         config.namespace = self.namespace.clone();
         config.users = self.users;
         config.skip_setup = self.skip_setup;
@@ -464,6 +482,7 @@ impl Args {
 fn kind_of(workload: WorkloadName) -> Kind {
     match workload {
         WorkloadName::Append => Kind::Append,
+        WorkloadName::AppendBatch => Kind::AppendBatch,
         WorkloadName::Register => Kind::Register,
         WorkloadName::Rotate => Kind::Rotate,
         WorkloadName::Lookup => Kind::Lookup,

@@ -21,6 +21,9 @@ pub enum BenchError {
     /// reason that is not the server's load.
     #[error("setup: registering {identifier}: {reason}")]
     Setup { identifier: String, reason: String },
+    /// The scale test's loader or its server could not do their part.
+    #[error("scale test: {0}")]
+    Scale(String),
     #[error("writing the JSON report: {0}")]
     Json(#[from] serde_json::Error),
 }

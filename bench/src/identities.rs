@@ -65,36 +65,6 @@ pub fn is_expected_key(identifier: &str, version: u64, key: &UserKey) -> bool {
     alg_of(key).is_some_and(|alg| signer_for(identifier, version, alg).public() == *key)
 }
 
-/// A small, fast PRNG (SplitMix64) for the clients' choices; nothing here needs a CSPRNG.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, n)` (n > 0), with a negligible bias for the n used here.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    pub fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,15 +81,5 @@ mod tests {
             assert!(is_expected_key("a", 3, &key));
             assert!(!is_expected_key("a", 2, &key));
         }
-    }
-
-    #[test]
-    fn rng_below_stays_in_range() {
-        let mut rng = Rng::new(1);
-        let mut seen = [false; 7];
-        for _ in 0..1000 {
-            seen[rng.below(7) as usize] = true;
-        }
-        assert!(seen.iter().all(|s| *s));
     }
 }

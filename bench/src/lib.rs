@@ -12,7 +12,9 @@ pub mod error;
 pub mod identities;
 mod ops;
 pub mod report;
+pub mod rng;
 mod runner;
+pub mod scale;
 
 pub use config::{Args, BenchConfig, KeyAlg, Kind, Mix, Stop, Target, WorkloadName};
 pub use error::BenchError;

@@ -1,11 +1,11 @@
 //! One operation of each kind over raw `kt-proto` clients, and the checks of its answer.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::directory::{
     verify_history, verify_label, verify_lookup, HistoryAnswer, KeyUpdate, Label, LookupAnswer, Op,
-    Role,
+    Role, UserKey,
 };
 use kt_core::hash::{leaf_hash, Hash};
 use kt_core::note::NoteVerifier;
@@ -14,8 +14,10 @@ use kt_proto::directory::{answer_checkpoint, vrf_proof_from_wire};
 use kt_proto::v1::directory_client::DirectoryClient;
 use kt_proto::v1::log_client::LogClient;
 use kt_proto::v1::{
-    AppendRequest, HistoryRequest, HistoryResponse, LookupRequest, LookupResponse, UpdateRequest,
+    AppendBatchRequest, AppendRequest, HistoryRequest, HistoryResponse, LookupRequest,
+    LookupResponse, UpdateRequest,
 };
+use ktd::sequencer::now_ms;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
@@ -65,23 +67,16 @@ pub struct Owned {
     pub alg: KeyAlg,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn verify_failure(what: impl Into<String>, latency: Duration) -> OpResult {
     OpResult::new(Outcome::Verify(what.into()), latency)
 }
 
-/// The sizes of an answer whose field 1 is its checkpoint: all of it, and all but that field.
-fn answer_sizes<M: prost::Message>(
-    msg: &M,
-    checkpoint: Option<&kt_proto::v1::Checkpoint>,
-) -> (u64, u64) {
+/// The sizes of a read answer: all of it, and all but its checkpoint (field 1).
+fn answer_sizes(msg: &impl ReadAnswer) -> (u64, u64) {
     let total = msg.encoded_len() as u64;
-    let cp = checkpoint.map_or(0, |c| prost::encoding::message::encoded_len(1, c)) as u64;
+    let cp = msg
+        .checkpoint()
+        .map_or(0, |c| prost::encoding::message::encoded_len(1, c)) as u64;
     (total, total - cp)
 }
 
@@ -145,6 +140,33 @@ impl Api {
             }
             Ok(_) => OpResult::new(Outcome::Ok, latency),
         }
+    }
+
+    /// One `AppendBatch` of records with these payloads. Latency: the call, which answers once
+    /// every record is durable and in a signed checkpoint.
+    pub async fn append_batch(&mut self, namespace: &str, payloads: Vec<Vec<u8>>) -> OpResult {
+        let records = payloads.len() as u64;
+        let req = self.request(AppendBatchRequest {
+            records: payloads
+                .into_iter()
+                .map(|payload| AppendRequest {
+                    namespace: namespace.to_owned(),
+                    payload,
+                })
+                .collect(),
+        });
+        let start = Instant::now();
+        let resp = self.log.append_batch(req).await;
+        let latency = start.elapsed();
+        let mut result = match resp {
+            Err(s) => OpResult::new(Outcome::Rpc(s.code()), latency),
+            Ok(r) if r.get_ref().checkpoint.is_none() => {
+                verify_failure("batch answer without a checkpoint", latency)
+            }
+            Ok(_) => OpResult::new(Outcome::Ok, latency),
+        };
+        result.records = Some(records);
+        result
     }
 
     /// The label of `identifier` from a lookup's VRF proof (always checked: a label is needed
@@ -312,45 +334,8 @@ impl Api {
         });
         let start = Instant::now();
         let resp = self.dir.lookup(req).await;
-        let latency = start.elapsed();
-        let resp = match resp {
-            Ok(r) => r.into_inner(),
-            Err(s) => return OpResult::new(Outcome::Rpc(s.code()), latency),
-        };
-        let mut result = OpResult::new(Outcome::Ok, latency);
-        result.answer_bytes = Some(answer_sizes(&resp, resp.checkpoint.as_ref()));
-        result.found = Some(resp.entry.is_some());
-        if verify {
-            let started = Instant::now();
-            let checked = self.verify_lookup(identifier, &resp);
-            result.verify = Some(started.elapsed());
-            if let Err(why) = checked.and_then(|found| expect(identifier, member, found)) {
-                result.outcome = Outcome::Verify(why);
-            }
-        }
-        result
-    }
-
-    /// What a client checks of a lookup answer; the key and version it proves, if any.
-    fn verify_lookup(
-        &self,
-        identifier: &str,
-        resp: &LookupResponse,
-    ) -> Result<Option<(u64, kt_core::directory::UserKey)>, String> {
-        let cp = self.open(resp.checkpoint.as_ref())?;
-        let label = self.label(identifier, &resp.vrf_proof)?;
-        let answer = LookupAnswer::try_from(resp).map_err(|e| e.to_string())?;
-        let found = verify_lookup(&cp, &label, &answer).map_err(|e| e.to_string())?;
-        found
-            .map(|v| {
-                let key = v
-                    .update
-                    .key()
-                    .cloned()
-                    .ok_or("the latest version has no key")?;
-                Ok((v.update.version(), key))
-            })
-            .transpose()
+        let check = verify.then_some(Api::verify_lookup as Check<LookupResponse>);
+        self.read_result(resp, start.elapsed(), identifier, member, check)
     }
 
     /// A history of `identifier`; like [`Api::lookup`], with every version verified in order
@@ -361,17 +346,30 @@ impl Api {
         });
         let start = Instant::now();
         let resp = self.dir.history(req).await;
-        let latency = start.elapsed();
+        let check = verify.then_some(Api::verify_history as Check<HistoryResponse>);
+        self.read_result(resp, start.elapsed(), identifier, member, check)
+    }
+
+    /// The result of a read call that took `latency`: the answer's sizes, whether it found the
+    /// identity and, when `check` is given, how long checking it took and whether it passed.
+    fn read_result<R: ReadAnswer>(
+        &self,
+        resp: Result<tonic::Response<R>, tonic::Status>,
+        latency: Duration,
+        identifier: &str,
+        member: bool,
+        check: Option<Check<R>>,
+    ) -> OpResult {
         let resp = match resp {
             Ok(r) => r.into_inner(),
             Err(s) => return OpResult::new(Outcome::Rpc(s.code()), latency),
         };
         let mut result = OpResult::new(Outcome::Ok, latency);
-        result.answer_bytes = Some(answer_sizes(&resp, resp.checkpoint.as_ref()));
-        result.found = Some(!resp.versions.is_empty());
-        if verify {
+        result.answer_bytes = Some(answer_sizes(&resp));
+        result.found = Some(resp.found());
+        if let Some(check) = check {
             let started = Instant::now();
-            let checked = self.verify_history(identifier, &resp);
+            let checked = check(self, identifier, &resp);
             result.verify = Some(started.elapsed());
             if let Err(why) = checked.and_then(|found| expect(identifier, member, found)) {
                 result.outcome = Outcome::Verify(why);
@@ -380,13 +378,30 @@ impl Api {
         result
     }
 
-    fn verify_history(
+    /// The answer's checkpoint, opened, and the identity's label from its VRF proof.
+    fn checkpoint_and_label(
         &self,
+        checkpoint: Option<&kt_proto::v1::Checkpoint>,
         identifier: &str,
-        resp: &HistoryResponse,
-    ) -> Result<Option<(u64, kt_core::directory::UserKey)>, String> {
-        let cp = self.open(resp.checkpoint.as_ref())?;
-        let label = self.label(identifier, &resp.vrf_proof)?;
+        vrf_proof: &[u8],
+    ) -> Result<(Checkpoint, Label), String> {
+        Ok((self.open(checkpoint)?, self.label(identifier, vrf_proof)?))
+    }
+
+    /// What a client checks of a lookup answer; the key and version it proves, if any.
+    fn verify_lookup(&self, identifier: &str, resp: &LookupResponse) -> Result<Found, String> {
+        let (cp, label) =
+            self.checkpoint_and_label(resp.checkpoint.as_ref(), identifier, &resp.vrf_proof)?;
+        let answer = LookupAnswer::try_from(resp).map_err(|e| e.to_string())?;
+        let found = verify_lookup(&cp, &label, &answer).map_err(|e| e.to_string())?;
+        found
+            .map(|v| key_of(v.update.version(), v.update.key().cloned()))
+            .transpose()
+    }
+
+    fn verify_history(&self, identifier: &str, resp: &HistoryResponse) -> Result<Found, String> {
+        let (cp, label) =
+            self.checkpoint_and_label(resp.checkpoint.as_ref(), identifier, &resp.vrf_proof)?;
         let answer = HistoryAnswer::try_from(resp).map_err(|e| e.to_string())?;
         let (versions, state) = verify_history(&cp, &label, &answer).map_err(|e| e.to_string())?;
         // Every version's key must be the identity's derived key of that version.
@@ -400,22 +415,48 @@ impl Api {
                 }
             }
         }
-        state
-            .map(|s| {
-                let key = s.key.ok_or("the latest version has no key")?;
-                Ok((s.version, key))
-            })
-            .transpose()
+        state.map(|s| key_of(s.version, s.key)).transpose()
+    }
+}
+
+/// The latest version an answer proves, and its key.
+type Found = Option<(u64, UserKey)>;
+
+/// A client's check of one kind of read answer.
+type Check<R> = fn(&Api, &str, &R) -> Result<Found, String>;
+
+fn key_of(version: u64, key: Option<UserKey>) -> Result<(u64, UserKey), String> {
+    Ok((version, key.ok_or("the latest version has no key")?))
+}
+
+/// What the load generator reads off a lookup or history answer without verifying it.
+trait ReadAnswer: prost::Message {
+    /// Field 1 of the answer.
+    fn checkpoint(&self) -> Option<&kt_proto::v1::Checkpoint>;
+    fn found(&self) -> bool;
+}
+
+impl ReadAnswer for LookupResponse {
+    fn checkpoint(&self) -> Option<&kt_proto::v1::Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+    fn found(&self) -> bool {
+        self.entry.is_some()
+    }
+}
+
+impl ReadAnswer for HistoryResponse {
+    fn checkpoint(&self) -> Option<&kt_proto::v1::Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+    fn found(&self) -> bool {
+        !self.versions.is_empty()
     }
 }
 
 /// A verified answer must show a registered identity with its derived key of the version shown,
 /// and an unregistered one as absent.
-fn expect(
-    identifier: &str,
-    member: bool,
-    found: Option<(u64, kt_core::directory::UserKey)>,
-) -> Result<(), String> {
+fn expect(identifier: &str, member: bool, found: Found) -> Result<(), String> {
     match (member, found) {
         (true, None) => Err(format!(
             "{identifier} is registered but the answer proves it absent"

@@ -50,6 +50,8 @@ pub struct OpResult {
     pub answer_bytes: Option<(u64, u64)>,
     /// Whether the identity asked about was found (lookups and histories).
     pub found: Option<bool>,
+    /// Records the operation appended (batches).
+    pub records: Option<u64>,
 }
 
 impl OpResult {
@@ -60,6 +62,7 @@ impl OpResult {
             verify: None,
             answer_bytes: None,
             found: None,
+            records: None,
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct KindStats {
     answers: u64,
     found: u64,
     absent: u64,
+    /// Records appended by successful batches.
+    records: u64,
 }
 
 impl Default for KindStats {
@@ -97,6 +102,7 @@ impl Default for KindStats {
             answers: 0,
             found: 0,
             absent: 0,
+            records: 0,
         }
     }
 }
@@ -108,6 +114,7 @@ impl KindStats {
             // fast and would flatter the percentiles.
             Outcome::Ok => {
                 self.ok += 1;
+                self.records += r.records.unwrap_or(0);
                 self.latency.saturating_record(nanos(r.latency));
             }
             Outcome::Rpc(code) => *self.errors.entry(*code as i32).or_default() += 1,
@@ -154,6 +161,7 @@ impl KindStats {
         self.answers += other.answers;
         self.found += other.found;
         self.absent += other.absent;
+        self.records += other.records;
     }
 
     /// Every recorded operation, whatever its outcome.
@@ -185,6 +193,7 @@ impl KindStats {
             }),
             found: self.found,
             absent: self.absent,
+            records_per_sec: (self.records > 0).then(|| per_second(self.records, elapsed)),
         }
     }
 }
@@ -281,6 +290,8 @@ pub struct KindReport {
     /// Lookups and histories whose identity was registered / not registered.
     pub found: u64,
     pub absent: u64,
+    /// Records appended per second by successful batches (`append-batch`).
+    pub records_per_sec: Option<f64>,
 }
 
 /// What the setup phase did.
@@ -323,6 +334,7 @@ pub struct RunSettings {
     pub count: Option<u64>,
     pub warmup_secs: f64,
     pub payload_size: usize,
+    pub batch_size: usize,
     pub users: u64,
     pub absent_percent: u8,
     pub key_alg: crate::config::KeyAlg,
@@ -340,16 +352,11 @@ pub struct Report {
     pub warmup_ops: u64,
     /// Length of the measured phase: from its start until the last recorded operation ended.
     pub elapsed_secs: f64,
-    pub ops: u64,
-    pub ok: u64,
-    pub throughput_ops_per_sec: f64,
-    pub errors_by_code: BTreeMap<String, u64>,
-    pub resource_exhausted: u64,
-    pub verify_failures: u64,
+    /// Every kind together (in JSON, its fields sit at the top level).
+    #[serde(flatten)]
+    pub total: KindReport,
     /// A few verification failures verbatim.
     pub verify_failure_examples: Vec<String>,
-    /// Latency of successful calls of every kind.
-    pub latency_us: Latency,
     pub kinds: BTreeMap<String, KindReport>,
     pub machine: Machine,
 }
@@ -368,20 +375,13 @@ impl Report {
         for s in stats.values() {
             all.merge(s);
         }
-        let total = all.report(elapsed);
         Report {
             settings,
             setup,
             warmup_ops,
             elapsed_secs: elapsed,
-            ops: total.ops,
-            ok: total.ok,
-            throughput_ops_per_sec: total.throughput_ops_per_sec,
-            errors_by_code: total.errors_by_code,
-            resource_exhausted: total.resource_exhausted,
-            verify_failures: total.verify_failures,
+            total: all.report(elapsed),
             verify_failure_examples: all.examples.clone(),
-            latency_us: total.latency_us,
             kinds: stats
                 .iter()
                 .map(|(k, s)| (k.name().to_owned(), s.report(elapsed)))
@@ -417,37 +417,26 @@ impl Report {
         let _ = writeln!(
             out,
             "{} ops in {:.2} s ({} warm-up ops before): {:.0} ops/s ok",
-            self.ops, self.elapsed_secs, self.warmup_ops, self.throughput_ops_per_sec
+            self.total.ops, self.elapsed_secs, self.warmup_ops, self.total.throughput_ops_per_sec
         );
         let _ = writeln!(
             out,
             "{:<9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}  (latency µs)",
             "kind", "ok", "ops/s", "p50", "p90", "p99", "p999", "max"
         );
-        let row = |out: &mut String, name: &str, ok: u64, rate: f64, l: &Latency| {
+        let row = |out: &mut String, name: &str, k: &KindReport| {
+            let l = &k.latency_us;
             let _ = writeln!(
                 out,
-                "{name:<9} {ok:>9} {rate:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-                l.p50, l.p90, l.p99, l.p999, l.max
+                "{name:<9} {:>9} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+                k.ok, k.throughput_ops_per_sec, l.p50, l.p90, l.p99, l.p999, l.max
             );
         };
         for (name, k) in &self.kinds {
-            row(
-                &mut out,
-                name,
-                k.ok,
-                k.throughput_ops_per_sec,
-                &k.latency_us,
-            );
+            row(&mut out, name, k);
         }
         if self.kinds.len() > 1 {
-            row(
-                &mut out,
-                "all",
-                self.ok,
-                self.throughput_ops_per_sec,
-                &self.latency_us,
-            );
+            row(&mut out, "all", &self.total);
         }
         for (name, k) in &self.kinds {
             if let Some(v) = &k.verify_us {
@@ -464,24 +453,28 @@ impl Report {
                     b.mean, b.mean_excl_checkpoint, b.max
                 );
             }
+            if let Some(rate) = k.records_per_sec {
+                let _ = writeln!(out, "{name}: {rate:.0} records/s appended");
+            }
             if k.found + k.absent > 0 {
                 let _ = writeln!(out, "{name}: {} found, {} absent", k.found, k.absent);
             }
         }
-        let failed = self.ops - self.ok;
+        let total = &self.total;
+        let failed = total.ops - total.ok;
         if failed == 0 {
             let _ = writeln!(out, "no errors");
         } else {
             let _ = writeln!(
                 out,
                 "errors: {failed} ({:?}; RESOURCE_EXHAUSTED {}; verification failures {})",
-                self.errors_by_code, self.resource_exhausted, self.verify_failures
+                total.errors_by_code, total.resource_exhausted, total.verify_failures
             );
             for e in &self.verify_failure_examples {
                 let _ = writeln!(out, "  verification failure: {e}");
             }
         }
-        if self.resource_exhausted > 0 {
+        if total.resource_exhausted > 0 {
             let _ = writeln!(
                 out,
                 "warning: RESOURCE_EXHAUSTED answers: start ktd with --read-rate-per-sec 0 --write-rate-per-sec 0 (per-peer limits), or lower --clients"

@@ -10,9 +10,10 @@ use tonic::Code;
 
 use crate::config::{random_u64, BenchConfig, Kind, Stop};
 use crate::error::BenchError;
-use crate::identities::{absent_identifier, new_identifier, user_identifier, Rng};
+use crate::identities::{absent_identifier, new_identifier, user_identifier};
 use crate::ops::{connect, Api, Owned};
 use crate::report::{KindStats, Machine, OpResult, Outcome, Report, RunSettings, SetupReport};
+use crate::rng::Rng;
 
 /// Tries of one setup registration refused with RESOURCE_EXHAUSTED (rate limits left on).
 const SETUP_TRIES: u32 = 20;
@@ -63,6 +64,7 @@ fn settings(c: &BenchConfig) -> RunSettings {
         count,
         warmup_secs: c.warmup.as_secs_f64(),
         payload_size: c.payload_size,
+        batch_size: c.batch_size,
         users: c.users,
         absent_percent: c.absent_percent,
         key_alg: c.key_alg,
@@ -269,6 +271,15 @@ async fn client(
             Kind::Append => {
                 rng.fill(&mut payload);
                 api.append(&config.namespace, payload.clone()).await
+            }
+            Kind::AppendBatch => {
+                let payloads = (0..config.batch_size)
+                    .map(|_| {
+                        rng.fill(&mut payload);
+                        payload.clone()
+                    })
+                    .collect();
+                api.append_batch(&config.namespace, payloads).await
             }
             Kind::Register => {
                 let n = shared.registered.fetch_add(1, Relaxed);

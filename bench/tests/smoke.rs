@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use kt_bench::identities::{is_expected_key, signer_for, user_identifier};
+use kt_bench::scale::load_users;
 use kt_bench::{run, BenchConfig, KeyAlg, Kind, Mix, Report, Stop, Target, WorkloadName};
 use kt_core::vrf::VrfPublicKey;
 use ktd::config::{Config, RawConfig};
@@ -53,6 +54,7 @@ fn target(server: &RunningServer) -> Target {
 fn config(server: &RunningServer, kind: Kind, count: u64) -> BenchConfig {
     let workload = match kind {
         Kind::Append => WorkloadName::Append,
+        Kind::AppendBatch => WorkloadName::AppendBatch,
         Kind::Register => WorkloadName::Register,
         Kind::Rotate => WorkloadName::Rotate,
         Kind::Lookup => WorkloadName::Lookup,
@@ -73,14 +75,20 @@ fn config(server: &RunningServer, kind: Kind, count: u64) -> BenchConfig {
 
 /// The counts of a run without failures: every operation recorded once, all of `kind`.
 fn assert_all_ok(report: &Report, kind: Kind, count: u64) {
-    assert_eq!(report.ops, count, "{}", report.text());
-    assert_eq!(report.ok, count, "{}", report.text());
+    assert_eq!(report.total.ops, count, "{}", report.text());
+    assert_eq!(report.total.ok, count, "{}", report.text());
     assert!(
-        report.errors_by_code.is_empty(),
+        report.total.errors_by_code.is_empty(),
         "{:?}",
-        report.errors_by_code
+        report.total.errors_by_code
     );
-    assert_eq!((report.resource_exhausted, report.verify_failures), (0, 0));
+    assert_eq!(
+        (
+            report.total.resource_exhausted,
+            report.total.verify_failures
+        ),
+        (0, 0)
+    );
     assert_eq!(report.kinds.keys().collect::<Vec<_>>(), [kind.name()]);
     let k = &report.kinds[kind.name()];
     assert_eq!((k.ops, k.ok, k.latency_us.count), (count, count, count));
@@ -112,6 +120,20 @@ async fn appends_and_registrations_land_in_the_log() {
     assert!(report.setup.is_none(), "appends need no identities");
     let after_appends = log_size(&server, &dir.path().join("kt.json")).await;
     assert!(after_appends >= before + 200, "{before} -> {after_appends}");
+
+    // Batches: 20 calls of 10 records, every record in the log.
+    let mut c = config(&server, Kind::AppendBatch, 20);
+    c.batch_size = 10;
+    let report = run(&c).await.unwrap();
+    assert_all_ok(&report, Kind::AppendBatch, 20);
+    assert!(report.kinds["append-batch"].records_per_sec.unwrap() > 0.0);
+    let after_batches = log_size(&server, &dir.path().join("kt.json")).await;
+    assert_eq!(
+        after_batches,
+        after_appends + 200,
+        "every record of every batch"
+    );
+    let after_appends = after_batches;
 
     let report = run(&config(&server, Kind::Register, 30)).await.unwrap();
     assert_all_ok(&report, Kind::Register, 30);
@@ -209,7 +231,14 @@ async fn lookups_rotations_and_histories_verify() {
     c.skip_setup = true;
     c.target.vrf_key = kt_core::vrf::VrfSecretKey::from_seed([3; 32]).public();
     let report = run(&c).await.unwrap();
-    assert_eq!((report.ops, report.ok, report.verify_failures), (20, 0, 20));
+    assert_eq!(
+        (
+            report.total.ops,
+            report.total.ok,
+            report.total.verify_failures
+        ),
+        (20, 0, 20)
+    );
     assert!(
         report.verify_failure_examples[0].contains("VRF"),
         "{:?}",
@@ -224,7 +253,14 @@ async fn lookups_rotations_and_histories_verify() {
     );
     c.target.log_key = other.verifier().to_string();
     let report = run(&c).await.unwrap();
-    assert_eq!((report.ops, report.ok, report.verify_failures), (20, 0, 20));
+    assert_eq!(
+        (
+            report.total.ops,
+            report.total.ok,
+            report.total.verify_failures
+        ),
+        (20, 0, 20)
+    );
     assert!(
         report.verify_failure_examples[0].contains("checkpoint"),
         "{:?}",
@@ -325,5 +361,41 @@ async fn the_binary_runs_a_mix_and_writes_json() {
             > 0.0
     );
     assert!(v["kinds"]["append"]["answer_bytes"].is_null());
+    server.shutdown().await;
+}
+
+/// The scale test's loader: what it registers through the write path of a stopped server is what
+/// `--skip-setup` runs find, with every lookup and history verified; loading to the same size
+/// again does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scale_loader_registers_identities_that_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    start(dir.path()).await.shutdown().await;
+    let db = dir.path().join("db");
+    let mut progress = Vec::new();
+    let stats = load_users(&db, "scale", KeyAlg::Ed25519, 250, 100, |n, to| {
+        progress.push((n, to))
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!((stats.registered, stats.epochs), (250, 3));
+    assert_eq!(progress, [(100, 250), (200, 250), (250, 250)]);
+    assert!(
+        load_users(&db, "scale", KeyAlg::Ed25519, 250, 100, |_, _| {})
+            .unwrap()
+            .is_none()
+    );
+
+    let server = start(dir.path()).await;
+    assert_eq!(log_size(&server, &dir.path().join("kt.json")).await, 250);
+    for (kind, count) in [(Kind::Lookup, 100), (Kind::History, 20)] {
+        let mut c = config(&server, kind, count);
+        c.prefix = "scale".into();
+        c.users = 250;
+        c.skip_setup = true;
+        let report = run(&c).await.unwrap();
+        assert_all_ok(&report, kind, count);
+        assert!(report.kinds[kind.name()].found > 0);
+    }
     server.shutdown().await;
 }

@@ -184,7 +184,10 @@ fn known_answers_round_trip() {
 /// The hex dumps in `docs/protocol.md` §9 are these exact bytes, so the two cannot drift.
 #[test]
 fn protocol_doc_examples_match() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../docs/protocol.md");
     let doc = std::fs::read_to_string(path).unwrap();
     let dump = |name: &str| -> String {
         let start = format!("```kt-hex {name}\n");

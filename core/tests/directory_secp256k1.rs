@@ -33,7 +33,12 @@ const HIGH_S_DIFFERENCES_BITCOIN: usize = 0;
 fn vectors_dir() -> PathBuf {
     std::env::var_os("KT_VECTORS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+        .unwrap_or_else(|| {
+            PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+            )
+            .join("../../shared/vectors")
+        })
 }
 
 fn read(rel: &str) -> String {

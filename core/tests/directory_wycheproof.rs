@@ -14,7 +14,12 @@ const POLICY_DIFFERENCES: &[(u64, bool, &str)] = &[];
 fn vectors_dir() -> PathBuf {
     std::env::var_os("KT_VECTORS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+        .unwrap_or_else(|| {
+            PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+            )
+            .join("../../shared/vectors")
+        })
 }
 
 fn hex_field(v: &Value, field: &str) -> Vec<u8> {

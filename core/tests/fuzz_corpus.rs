@@ -32,7 +32,7 @@ const TARGETS: &[Target] = &[
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
         .join(target)
 }

@@ -17,7 +17,10 @@ use serde::Deserialize;
 fn vectors_dir() -> PathBuf {
     match std::env::var_os("KT_VECTORS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
+        None => Path::new(
+            &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../../shared/vectors"),
     }
 }
 

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 #[test]
 fn every_stored_corpus_input_passes() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/proto_answers");
+    let dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../fuzz/corpus/proto_answers");
     let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -48,7 +51,10 @@ fn write_seed_corpus() {
         }),
         inclusion_proof: vec![vec![7; 32]],
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/proto_answers");
+    let dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../fuzz/corpus/proto_answers");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("seed-0"), lookup.encode_to_vec()).unwrap();
     std::fs::write(dir.join("seed-1"), append.encode_to_vec()).unwrap();

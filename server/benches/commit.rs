@@ -50,10 +50,13 @@ fn registration(n: u64) -> Vec<u8> {
         .encode()
 }
 
+/// A kind of entry: its name, how to make the n-th one, and the epoch sizes to measure.
+type EntryKind = (&'static str, fn(u64) -> Vec<u8>, &'static [u64]);
+
 fn epochs(c: &mut Criterion) {
     let mut g = c.benchmark_group("epoch-commit");
     g.sample_size(10);
-    let kinds: [(&str, fn(u64) -> Vec<u8>, &[u64]); 2] = [
+    let kinds: [EntryKind; 2] = [
         ("records", record, &[1_000, 10_000]),
         ("registrations", registration, &[1_000]),
     ];

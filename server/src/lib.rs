@@ -227,7 +227,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .with_client_certs(config.tls.as_ref().is_some_and(|t| t.provider_mtls())),
         vrf,
     );
-    let service = LogService::new(storage.clone(), handle, latest.clone(), cosigned);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LogServer<LogService>>().await;
     health_reporter
@@ -249,6 +248,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let _ = stop_rx.await;
     });
     let peer_limits = limits::PeerLimits::new(&config.limits);
+    let service = LogService::new(storage.clone(), handle, latest.clone(), cosigned)
+        .with_limits(peer_limits.clone());
     let grpc = {
         let stop = stop.clone();
         let log = LogServer::new(service)

@@ -183,6 +183,8 @@ impl std::fmt::Display for RpcClass {
 /// unknown method answered `UNIMPLEMENTED`), is a read.
 pub const WRITE_RPCS: &[&str] = &[
     "/keytrail.v1.Log/Append",
+    // One token for the call here; its handler takes one more per record after the first.
+    "/keytrail.v1.Log/AppendBatch",
     "/keytrail.v1.Directory/Register",
     "/keytrail.v1.Directory/Rotate",
     "/keytrail.v1.Directory/Revoke",
@@ -221,6 +223,11 @@ pub enum Throttled {
         burst: u32,
         retry_after: Duration,
     },
+    #[error(
+        "a batch of {n} {class}s is more than this server's burst of {burst} {class}s per peer: \
+         send at most {burst} per call"
+    )]
+    BatchAboveBurst { class: RpcClass, n: u32, burst: u32 },
     #[error("{peer} has {limit} streaming calls open, the most one peer may have")]
     Streams { peer: PeerKey, limit: u32 },
     #[error("{limit} streaming calls are open, the most the server allows")]
@@ -233,6 +240,8 @@ impl Throttled {
         match self {
             Throttled::Rate { retry_after, .. } => (*retry_after).max(Duration::from_millis(1)),
             Throttled::Streams { .. } | Throttled::AllStreams { .. } => STREAMS_RETRY_AFTER,
+            // Waiting does not help; a smaller batch does.
+            Throttled::BatchAboveBurst { .. } => Duration::from_millis(1),
         }
     }
 }
@@ -440,27 +449,71 @@ impl PeerLimits {
 
     /// Takes one token of `class` from the peer's bucket.
     pub fn check(&self, peer: Option<IpAddr>, class: RpcClass) -> Result<(), Throttled> {
-        let limiter = match class {
-            RpcClass::Read => &self.read,
-            RpcClass::Write => &self.write,
-        };
-        let Some(limiter) = limiter else {
+        match self.limiter(class) {
+            Some(limiter) => self.take(limiter, peer, class, NonZeroU32::MIN),
+            None => Ok(()),
+        }
+    }
+
+    /// For a call that carries a batch of `n`: the tokens beyond the one [`PeerLimits::check`]
+    /// took for the call, all or none. A batch larger than the burst can never pass.
+    pub fn check_batch(
+        &self,
+        peer: Option<IpAddr>,
+        class: RpcClass,
+        n: u32,
+    ) -> Result<(), Throttled> {
+        let Some(limiter) = self.limiter(class) else {
             return Ok(());
         };
+        let burst = limiter.rate.burst.get();
+        if n > burst {
+            return Err(Throttled::BatchAboveBurst { class, n, burst });
+        }
+        match NonZeroU32::new(n.saturating_sub(1)) {
+            Some(extra) => self.take(limiter, peer, class, extra),
+            None => Ok(()),
+        }
+    }
+
+    fn limiter(&self, class: RpcClass) -> Option<&Limiter> {
+        match class {
+            RpcClass::Read => self.read.as_ref(),
+            RpcClass::Write => self.write.as_ref(),
+        }
+    }
+
+    /// Takes `n` (at most the burst) tokens from the peer's bucket, or none.
+    fn take(
+        &self,
+        limiter: &Limiter,
+        peer: Option<IpAddr>,
+        class: RpcClass,
+        n: NonZeroU32,
+    ) -> Result<(), Throttled> {
         self.maybe_prune();
         let peer = PeerKey::of(peer);
-        limiter.buckets.check_key(&peer).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            Throttled::Rate {
-                class,
-                peer,
-                per_second: limiter.rate.per_second.get(),
-                burst: limiter.rate.burst.get(),
-                // Whole milliseconds, rounded up, so a client that waits exactly this long finds
-                // a token.
-                retry_after: Duration::from_millis(wait.as_nanos().div_ceil(1_000_000) as u64),
+        let burst = limiter.rate.burst.get();
+        match limiter.buckets.check_key_n(&peer, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                Err(Throttled::Rate {
+                    class,
+                    peer,
+                    per_second: limiter.rate.per_second.get(),
+                    burst,
+                    // Whole milliseconds, rounded up, so a client that waits exactly this long
+                    // finds its tokens.
+                    retry_after: Duration::from_millis(wait.as_nanos().div_ceil(1_000_000) as u64),
+                })
             }
-        })
+            Err(_) => Err(Throttled::BatchAboveBurst {
+                class,
+                n: n.get(),
+                burst,
+            }),
+        }
     }
 
     /// A slot for one server-streaming call of the peer, held until the answer's body is dropped.

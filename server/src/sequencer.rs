@@ -19,7 +19,7 @@
 //! Reads are unaffected. Before step 1, an epoch waits while free disk space is below the
 //! configured reserve (`min_free_bytes`), so a filling disk stops appends before RocksDB fails.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -74,9 +74,73 @@ pub struct Appended {
     pub checkpoint: Arc<SignedCheckpoint>,
 }
 
+type Reply = oneshot::Sender<Result<Appended, SequencerError>>;
+
+/// Entries that land in the same epoch, in this order and with nothing in between, each with
+/// its own answer: one `Append`, or one `AppendBatch`.
 struct Job {
-    entry: Vec<u8>,
-    reply: oneshot::Sender<Result<Appended, SequencerError>>,
+    items: Vec<(Vec<u8>, Reply)>,
+}
+
+impl Job {
+    fn one(entry: Vec<u8>, reply: Reply) -> Job {
+        Job {
+            items: vec![(entry, reply)],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Answers every entry of the job with `error`.
+    fn fail(self, error: impl Fn() -> SequencerError) {
+        for (_, reply) in self.items {
+            let _ = reply.send(Err(error()));
+        }
+    }
+}
+
+/// Entries in the jobs.
+fn entries_in(jobs: &[Job]) -> usize {
+    jobs.iter().map(Job::len).sum()
+}
+
+/// The first jobs of `pending` that fit in an epoch of `max_batch` entries; at least one, so
+/// a batch larger than an epoch is still sequenced whole.
+fn take_epoch(pending: &mut Vec<Job>, max_batch: usize) -> Vec<Job> {
+    let mut entries = 0;
+    let take = pending
+        .iter()
+        .take_while(|job| {
+            let fits = entries == 0 || entries + job.len() <= max_batch;
+            entries += job.len();
+            fits
+        })
+        .count();
+    pending.drain(..take).collect()
+}
+
+/// The sequencer's end of the queue. It counts entries (a batch is many), so `queue_depth`
+/// bounds the entries waiting, whatever their grouping.
+struct Queue {
+    rx: Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    fn taken(&self, job: Job) -> Job {
+        self.queued.fetch_sub(job.len(), Ordering::SeqCst);
+        job
+    }
+
+    fn try_recv(&self) -> Option<Job> {
+        self.rx.try_recv().ok().map(|job| self.taken(job))
+    }
+
+    fn recv_timeout(&self, wait: Duration) -> Result<Job, RecvTimeoutError> {
+        self.rx.recv_timeout(wait).map(|job| self.taken(job))
+    }
 }
 
 /// **Test-only.** How [`Sequencer::commit_forged_for_tests`] breaks the directory.
@@ -96,13 +160,15 @@ pub enum Forgery {
 pub struct SequencerHandle {
     tx: SyncSender<Job>,
     queue_depth: usize,
+    /// Entries queued and not yet taken by the sequencer.
+    queued: Arc<AtomicUsize>,
     stopped: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
-            .field("entry_len", &self.entry.len())
+            .field("entries", &self.items.len())
             .finish()
     }
 }
@@ -110,13 +176,59 @@ impl std::fmt::Debug for Job {
 impl SequencerHandle {
     /// Queues canonical entry bytes and waits until they are durable in a signed checkpoint.
     pub async fn append(&self, entry: Vec<u8>) -> Result<Appended, SequencerError> {
-        let (reply, answer) = oneshot::channel();
-        match self.tx.try_send(Job { entry, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(SequencerError::QueueFull(self.queue_depth)),
-            Err(TrySendError::Disconnected(_)) => return Err(self.stopped_error()),
-        }
+        let answer = self
+            .submit(vec![entry])?
+            .pop()
+            .expect("one answer per entry");
         answer.await.unwrap_or_else(|_| Err(self.stopped_error()))
+    }
+
+    /// Queues entries that land in one epoch, consecutively and in this order (unless the
+    /// directory's rules refuse one), and waits until that epoch is durable and signed. Each
+    /// entry has its own outcome; the whole call fails only if nothing was queued.
+    pub async fn append_batch(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<Appended, SequencerError>>, SequencerError> {
+        let answers = self.submit(entries)?;
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            outcomes.push(answer.await.unwrap_or_else(|_| Err(self.stopped_error())));
+        }
+        Ok(outcomes)
+    }
+
+    /// Queues one job; refused whole if its entries would take the queue past its depth.
+    fn submit(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<Vec<oneshot::Receiver<Result<Appended, SequencerError>>>, SequencerError> {
+        let n = entries.len();
+        let reserved = self
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                (queued + n <= self.queue_depth).then_some(queued + n)
+            });
+        if reserved.is_err() {
+            return Err(SequencerError::QueueFull(self.queue_depth));
+        }
+        let (items, answers): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .map(|entry| {
+                let (reply, answer) = oneshot::channel();
+                ((entry, reply), answer)
+            })
+            .unzip();
+        match self.tx.try_send(Job { items }) {
+            Ok(()) => Ok(answers),
+            Err(e) => {
+                self.queued.fetch_sub(n, Ordering::SeqCst);
+                Err(match e {
+                    TrySendError::Full(_) => SequencerError::QueueFull(self.queue_depth),
+                    TrySendError::Disconnected(_) => self.stopped_error(),
+                })
+            }
+        }
     }
 
     fn stopped_error(&self) -> SequencerError {
@@ -261,21 +373,24 @@ impl Sequencer {
     ) -> (SequencerHandle, std::thread::JoinHandle<()>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_depth);
         let stopped = Arc::new(Mutex::new(None));
+        let queued = Arc::new(AtomicUsize::new(0));
         let handle = SequencerHandle {
             tx,
             queue_depth: config.queue_depth,
+            queued: queued.clone(),
             stopped: stopped.clone(),
         };
+        let queue = Queue { rx, queued };
         let thread = std::thread::Builder::new()
             .name("ktd-sequencer".into())
-            .spawn(move || self.run(rx, config, shutdown, stopped))
+            .spawn(move || self.run(queue, config, shutdown, stopped))
             .expect("spawn the sequencer thread");
         (handle, thread)
     }
 
     fn run(
         mut self,
-        rx: Receiver<Job>,
+        rx: Queue,
         config: SequencerConfig,
         shutdown: Arc<AtomicBool>,
         stopped: Arc<Mutex<Option<String>>>,
@@ -288,14 +403,14 @@ impl Sequencer {
             let closing = shutdown.load(Ordering::SeqCst);
             if closing {
                 // Finish the current epoch: everything already queued gets sequenced.
-                while let Ok(job) = rx.try_recv() {
+                while let Some(job) = rx.try_recv() {
                     pending.push(job);
                 }
             }
             let now = Instant::now();
             let epoch_over = now >= epoch_due;
             let heartbeat_due = now.duration_since(last_commit) >= config.heartbeat;
-            let commit_now = pending.len() >= config.max_batch
+            let commit_now = entries_in(&pending) >= config.max_batch
                 || (epoch_over && (!pending.is_empty() || heartbeat_due))
                 || (closing && !pending.is_empty());
             if commit_now {
@@ -306,7 +421,7 @@ impl Sequencer {
                         disk_full = true;
                     }
                     for job in pending.drain(..) {
-                        let _ = job.reply.send(Err(SequencerError::DiskFull(why.clone())));
+                        job.fail(|| SequencerError::DiskFull(why.clone()));
                     }
                     last_commit = Instant::now();
                     epoch_due = now + config.epoch_interval;
@@ -316,8 +431,7 @@ impl Sequencer {
                     tracing::info!("free disk space is above the reserve again: appends resume");
                     disk_full = false;
                 }
-                let take = pending.len().min(config.max_batch);
-                let batch: Vec<Job> = pending.drain(..take).collect();
+                let batch = take_epoch(&mut pending, config.max_batch);
                 if let Err(e) = self.commit(batch) {
                     let why = format!(
                         "the epoch commit failed ({e}); appends are refused until storage recovers"
@@ -325,7 +439,7 @@ impl Sequencer {
                     tracing::error!("{why}");
                     *stopped.lock().expect("not poisoned") = Some(why.clone());
                     for job in pending.drain(..) {
-                        let _ = job.reply.send(Err(SequencerError::Stopped(why.clone())));
+                        job.fail(|| SequencerError::Stopped(why.clone()));
                     }
                     if !self.resume(&rx, &config, &shutdown, &stopped) {
                         return;
@@ -352,10 +466,10 @@ impl Sequencer {
                 Ok(job) => {
                     pending.push(job);
                     // Take whatever else is already queued without waiting.
-                    while pending.len() < config.max_batch {
+                    while entries_in(&pending) < config.max_batch {
                         match rx.try_recv() {
-                            Ok(job) => pending.push(job),
-                            Err(_) => break,
+                            Some(job) => pending.push(job),
+                            None => break,
                         }
                     }
                 }
@@ -391,7 +505,7 @@ impl Sequencer {
     /// Returns false when the sequencer must stop (shutdown, or storage it cannot vouch for).
     fn resume(
         &mut self,
-        rx: &Receiver<Job>,
+        rx: &Queue,
         config: &SequencerConfig,
         shutdown: &AtomicBool,
         stopped: &Mutex<Option<String>>,
@@ -404,7 +518,7 @@ impl Sequencer {
                     Ok(job) => {
                         let why = stopped.lock().expect("not poisoned").clone();
                         let why = why.unwrap_or_else(|| "storage is recovering".into());
-                        let _ = job.reply.send(Err(SequencerError::Stopped(why)));
+                        job.fail(|| SequencerError::Stopped(why.clone()));
                     }
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return false,
@@ -425,7 +539,7 @@ impl Sequencer {
                 }
                 Err(ResumeError::NotYet(why)) => {
                     // Every attempt at first, then once a minute.
-                    if attempts <= 3 || attempts % 60 == 0 {
+                    if attempts <= 3 || attempts.is_multiple_of(60) {
                         tracing::warn!(attempts, "storage has not recovered yet: {why}");
                     }
                 }
@@ -434,8 +548,8 @@ impl Sequencer {
                         format!("the sequencer stopped: {why}; a restart runs the full checks");
                     tracing::error!("{why}");
                     *stopped.lock().expect("not poisoned") = Some(why.clone());
-                    for job in rx.try_iter() {
-                        let _ = job.reply.send(Err(SequencerError::Stopped(why.clone())));
+                    while let Some(job) = rx.try_recv() {
+                        job.fail(|| SequencerError::Stopped(why.clone()));
                     }
                     return false;
                 }
@@ -561,7 +675,7 @@ impl Sequencer {
             .into_iter()
             .map(|entry| {
                 let (reply, answer) = oneshot::channel();
-                (Job { entry, reply }, answer)
+                (Job::one(entry, reply), answer)
             })
             .unzip();
         self.sequence_epoch(jobs, forgery)?;
@@ -594,14 +708,14 @@ impl Sequencer {
         let mut replies = Vec::with_capacity(jobs.len());
         let mut refused = Vec::new();
         let mut directory = EpochDirectory::new(&self.storage);
-        for job in jobs {
-            let hash = leaf_hash(&job.entry);
+        for (entry, reply) in jobs.into_iter().flat_map(|job| job.items) {
+            let hash = leaf_hash(&entry);
             let admitted = match forgery {
-                None => directory.admit(&job.entry, hash, frontier.size())?,
+                None => directory.admit(&entry, hash, frontier.size())?,
                 Some(Forgery::SkipRules) => {
-                    directory.admit_without_rules_for_tests(&job.entry, hash, frontier.size())?
+                    directory.admit_without_rules_for_tests(&entry, hash, frontier.size())?
                 }
-                Some(Forgery::StaleMap) => kt_core::entry::Entry::decode(&job.entry)
+                Some(Forgery::StaleMap) => kt_core::entry::Entry::decode(&entry)
                     .map(drop)
                     .map_err(Rejection::from),
             };
@@ -610,14 +724,14 @@ impl Sequencer {
                 // The answer waits for the commit point, because a refusal can rest on an earlier
                 // entry of this epoch (a second register of a label): if the epoch is not
                 // durable, neither is the reason, and the request is answered UNAVAILABLE.
-                refused.push((job.reply, rejection));
+                refused.push((reply, rejection));
                 continue;
             }
             for (node, hash) in frontier.append(hash) {
                 record_tile_hash(node, hash, &mut partial, &mut write, &mut dirty_tiles);
             }
-            write.entries.push(job.entry);
-            replies.push(job.reply);
+            write.entries.push(entry);
+            replies.push(reply);
         }
         for (level, index) in dirty_tiles {
             let hashes = &partial[level as usize];
@@ -811,10 +925,7 @@ mod tests {
 
     fn commit(seq: &mut Sequencer, entries: impl Iterator<Item = Vec<u8>>) {
         let jobs = entries
-            .map(|entry| Job {
-                entry,
-                reply: oneshot::channel().0,
-            })
+            .map(|entry| Job::one(entry, oneshot::channel().0))
             .collect();
         seq.commit(jobs).unwrap();
     }
@@ -834,12 +945,7 @@ mod tests {
         hashes[0][0] ^= 1;
         seq.frontier = Frontier::from_hashes(seq.frontier.size(), hashes).unwrap();
         let (tx, _rx) = oneshot::channel();
-        let err = seq
-            .commit(vec![Job {
-                entry: record(5),
-                reply: tx,
-            }])
-            .unwrap_err();
+        let err = seq.commit(vec![Job::one(record(5), tx)]).unwrap_err();
         assert!(matches!(err, CommitError::Unverified(_)), "{err}");
         // Nothing was signed, stored or published.
         assert_eq!(latest.borrow().checkpoint(), &before);

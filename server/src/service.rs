@@ -10,9 +10,10 @@ use kt_core::entry::{Entry, MAX_ENTRY_LEN};
 use kt_core::merkle;
 use kt_proto::v1::log_server::Log;
 use kt_proto::v1::{
-    AppendRequest, AppendResponse, Checkpoint, GetCheckpointRequest, GetCheckpointResponse,
-    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest,
-    GetInclusionProofRequest, GetInclusionProofResponse, LogEntry, WatchCheckpointsRequest,
+    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, Checkpoint,
+    GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
+    GetConsistencyProofResponse, GetEntriesRequest, GetInclusionProofRequest,
+    GetInclusionProofResponse, LogEntry, WatchCheckpointsRequest,
 };
 use kt_proto::{hashes_to_wire, AppendReceipt};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -20,10 +21,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
+use crate::limits::{PeerLimits, RpcClass};
 use crate::sequencer::SequencerHandle;
 use crate::storage::Storage;
 use crate::witnessing::Cosigned;
 
+/// Most records one `AppendBatch` call appends.
+pub const MAX_BATCH_RECORDS: usize = 1_000;
 /// Most entries one `GetEntries` call returns.
 pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
 /// Entries are read from storage and sent in chunks of this many.
@@ -42,6 +46,8 @@ pub struct LogService {
     sequencer: SequencerHandle,
     latest: watch::Receiver<Arc<SignedCheckpoint>>,
     cosigned: Cosigned,
+    /// The per-peer limits, for the tokens a batch takes beyond the call's own.
+    limits: Option<Arc<PeerLimits>>,
 }
 
 impl LogService {
@@ -56,7 +62,14 @@ impl LogService {
             sequencer,
             latest,
             cosigned,
+            limits: None,
         }
+    }
+
+    /// Charges each record of a batch to the caller's write limit.
+    pub fn with_limits(mut self, limits: Arc<PeerLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     fn latest(&self) -> Arc<SignedCheckpoint> {
@@ -84,6 +97,18 @@ where
         .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
 }
 
+/// The canonical entry of a record to append, if it is well-formed and within the size limit.
+fn record_entry(request: &AppendRequest) -> Result<Vec<u8>, ApiError> {
+    let bytes = Entry::try_from(request).map_err(ApiError::from)?.encode();
+    if bytes.len() > MAX_ENTRY_LEN {
+        return Err(ApiError::InvalidArgument(format!(
+            "entry is {} bytes, the limit is {MAX_ENTRY_LEN}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
 fn checkpoint_message(cp: &SignedCheckpoint) -> Checkpoint {
     Checkpoint {
         note: cp.note().as_bytes().to_vec(),
@@ -108,15 +133,7 @@ impl Log for LogService {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
-        let entry = Entry::try_from(request.get_ref()).map_err(ApiError::from)?;
-        let bytes = entry.encode();
-        if bytes.len() > MAX_ENTRY_LEN {
-            return Err(ApiError::InvalidArgument(format!(
-                "entry is {} bytes, the limit is {MAX_ENTRY_LEN}",
-                bytes.len()
-            ))
-            .into());
-        }
+        let bytes = record_entry(request.get_ref())?;
         let appended = self
             .sequencer
             .append(bytes.clone())
@@ -133,6 +150,60 @@ impl Log for LogService {
             inclusion_proof: proof,
         };
         Ok(Response::new(receipt.into()))
+    }
+
+    async fn append_batch(
+        &self,
+        request: Request<AppendBatchRequest>,
+    ) -> Result<Response<AppendBatchResponse>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
+        let records = &request.get_ref().records;
+        if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
+            return Err(ApiError::InvalidArgument(format!(
+                "records: a batch holds 1 to {MAX_BATCH_RECORDS} records, this one {}",
+                records.len()
+            ))
+            .into());
+        }
+        let entries = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| {
+                record_entry(record)
+                    .map_err(|e| ApiError::InvalidArgument(format!("records[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(limits) = &self.limits {
+            // At most MAX_BATCH_RECORDS, so the count fits.
+            limits
+                .check_batch(peer, RpcClass::Write, entries.len() as u32)
+                .map_err(ApiError::from)?;
+        }
+        let outcomes = self
+            .sequencer
+            .append_batch(entries)
+            .await
+            .map_err(ApiError::from)?;
+        // Records pass no directory rule, so a batch lands whole or not at all.
+        let appended = outcomes
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::from)?;
+        let first = &appended[0];
+        let consecutive = appended.iter().enumerate().all(|(i, a)| {
+            a.index == first.index + i as u64
+                && a.checkpoint.checkpoint() == first.checkpoint.checkpoint()
+        });
+        if !consecutive {
+            return Err(ApiError::Internal(
+                "a batch was not sequenced consecutively in one epoch".into(),
+            )
+            .into());
+        }
+        Ok(Response::new(AppendBatchResponse {
+            first_index: first.index,
+            checkpoint: Some(checkpoint_message(&first.checkpoint)),
+        }))
     }
 
     async fn get_checkpoint(

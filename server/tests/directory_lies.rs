@@ -64,10 +64,11 @@ use kt_proto::v1::directory_server::{Directory, DirectoryServer};
 use kt_proto::v1::log_client::LogClient as LogUpstream;
 use kt_proto::v1::log_server::{Log, LogServer};
 use kt_proto::v1::{
-    AppendRequest, AppendResponse, GetCheckpointRequest, GetCheckpointResponse,
-    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest,
-    GetInclusionProofRequest, GetInclusionProofResponse, HistoryRequest, HistoryResponse, LogEntry,
-    LookupRequest, LookupResponse, UpdateRequest, UpdateResponse, WatchCheckpointsRequest,
+    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, GetCheckpointRequest,
+    GetCheckpointResponse, GetConsistencyProofRequest, GetConsistencyProofResponse,
+    GetEntriesRequest, GetInclusionProofRequest, GetInclusionProofResponse, HistoryRequest,
+    HistoryResponse, LogEntry, LookupRequest, LookupResponse, UpdateRequest, UpdateResponse,
+    WatchCheckpointsRequest,
 };
 use ktd::sequencer::{Forgery, Sequencer};
 use ktd::startup::StartupCheck;
@@ -353,6 +354,13 @@ type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl Log for Liar {
     async fn append(&self, r: Request<AppendRequest>) -> Result<Response<AppendResponse>, Status> {
         self.log.clone().append(r.into_inner()).await
+    }
+
+    async fn append_batch(
+        &self,
+        r: Request<AppendBatchRequest>,
+    ) -> Result<Response<AppendBatchResponse>, Status> {
+        self.log.clone().append_batch(r.into_inner()).await
     }
 
     async fn get_checkpoint(

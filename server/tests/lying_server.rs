@@ -108,6 +108,22 @@ impl Log for Liar {
         Ok(Response::new(resp))
     }
 
+    async fn append_batch(
+        &self,
+        r: Request<AppendBatchRequest>,
+    ) -> Result<Response<AppendBatchResponse>, Status> {
+        let mut resp = self
+            .upstream
+            .clone()
+            .append_batch(r.into_inner())
+            .await?
+            .into_inner();
+        if let Some(cp) = resp.checkpoint.as_mut() {
+            cp.note = self.rewrite(std::mem::take(&mut cp.note));
+        }
+        Ok(Response::new(resp))
+    }
+
     async fn get_checkpoint(
         &self,
         r: Request<GetCheckpointRequest>,

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use kt_audit::{AuditConfig, Auditor, Outcome, Replay};
+pub use kt_bench::rng::Rng;
 use kt_client::{ClientError, DirectoryClient, LogApi, LogClient, Lookup};
 use kt_core::checkpoint::SignedCheckpoint;
 use kt_core::directory::{
@@ -41,50 +42,17 @@ pub const ORIGIN: &str = "crash.keytrail/log";
 /// Entries fetched per `GetEntries` call (the server's limit).
 const ENTRY_BATCH: u64 = 10_000;
 
-/// SplitMix64: every choice the harness makes (kill moments, payloads, keys) comes from the
-/// printed seed, so a failing run can be repeated (thread timing aside).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// An independent generator for a worker.
-    pub fn fork(&mut self) -> Rng {
-        Rng(self.next_u64())
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
-
-    /// A fresh user key of one of the three algorithms.
-    fn signer(&mut self) -> UserSigner {
-        let mut secret = [0u8; 32];
-        secret[..31].copy_from_slice(&self.bytes(31));
-        // Never zero; with a zero top byte it is far below the secp256k1 group order.
-        secret[0] = 0;
-        secret[31] = 1;
-        match self.below(3) {
-            0 => UserSigner::ed25519_from_seed(secret),
-            1 => UserSigner::secp256k1_ecdsa_from_secret(secret).expect("valid scalar"),
-            _ => UserSigner::bip340_from_secret(secret).expect("valid scalar"),
-        }
+/// A fresh user key of one of the three algorithms.
+fn random_signer(rng: &mut Rng) -> UserSigner {
+    let mut secret = [0u8; 32];
+    secret[..31].copy_from_slice(&rng.bytes(31));
+    // Never zero; with a zero top byte it is far below the secp256k1 group order.
+    secret[0] = 0;
+    secret[31] = 1;
+    match rng.below(3) {
+        0 => UserSigner::ed25519_from_seed(secret),
+        1 => UserSigner::secp256k1_ecdsa_from_secret(secret).expect("valid scalar"),
+        _ => UserSigner::bip340_from_secret(secret).expect("valid scalar"),
     }
 }
 
@@ -672,7 +640,7 @@ impl DirectoryWorker {
             return;
         }
         let id = &mut self.identities[i];
-        let new = self.rng.signer();
+        let new = random_signer(&mut self.rng);
         let (update, op) = match (&lookup.current, id.key) {
             (None, _) => {
                 let update = KeyUpdate::new(
