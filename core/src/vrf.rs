@@ -23,13 +23,14 @@
 //!
 //! Points are encoded as in RFC 8032 §5.1.2 and integers little-endian. Secret-dependent work
 //! (`x·B`, `x·H`, `k·B`, `k·H`) uses curve25519-dalek's constant-time multiplication; the
-//! try-and-increment loop depends on the public input only.
+//! try-and-increment loop depends on the public input only, and verification, on public values
+//! only, uses variable-time double-base multiplication (`U` and `V` each in one pass).
 
 use std::fmt;
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::{clamp_integer, Scalar};
-use curve25519_dalek::traits::IsIdentity;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha512};
 
@@ -175,7 +176,7 @@ impl VrfPublicKey {
         let c = challenge_scalar(&proof.c);
         // U = s·B − c·Y, V = s·H − c·Gamma. Public values only, so variable time is fine.
         let u = EdwardsPoint::vartime_double_scalar_mul_basepoint(&-c, &self.point, &proof.s);
-        let v = h * proof.s - proof.gamma * c;
+        let v = EdwardsPoint::vartime_multiscalar_mul([proof.s, -c], [h, proof.gamma]);
         let gamma_bytes: [u8; 32] = proof.bytes[..32].try_into().expect("32 bytes");
         let expected = challenge(&self.bytes, &h.compress().to_bytes(), &gamma_bytes, &u, &v);
         if expected != proof.c {

@@ -135,6 +135,12 @@ pub struct RawConfig {
     /// gRPC client whose certificate chains to it may register and recover without the token.
     #[arg(long, env = "KTD_PROVIDER_CLIENT_CA_FILE")]
     pub provider_client_ca_file: Option<PathBuf>,
+    /// RocksDB block cache shared by every column family, in MiB. Default 256.
+    #[arg(long, env = "KTD_BLOCK_CACHE_MIB")]
+    pub block_cache_mib: Option<u64>,
+    /// RocksDB memtables of all column families together, in MiB. Default 128.
+    #[arg(long, env = "KTD_WRITE_BUFFER_MIB")]
+    pub write_buffer_mib: Option<u64>,
 }
 
 fn parse_startup_check(s: &str) -> Result<StartupCheck, String> {
@@ -180,6 +186,8 @@ impl RawConfig {
             provider_client_ca_file: self
                 .provider_client_ca_file
                 .or(lower.provider_client_ca_file),
+            block_cache_mib: self.block_cache_mib.or(lower.block_cache_mib),
+            write_buffer_mib: self.write_buffer_mib.or(lower.write_buffer_mib),
         }
     }
 
@@ -250,6 +258,8 @@ pub struct Config {
     pub witnesses: Vec<CosignatureVerifier>,
     /// TLS of both listeners (and the provider's mTLS); `None` serves plaintext.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// RocksDB's block cache and memtable budget.
+    pub storage_memory: crate::storage::MemoryBudget,
 }
 
 /// Most witnesses a log accepts cosignatures from: every served note carries one line per
@@ -350,6 +360,23 @@ impl Config {
                 format!("{heartbeat_ms} is shorter than epoch_interval_ms {epoch_ms}"),
             ));
         }
+        let default_memory = crate::storage::MemoryBudget::default();
+        let mib = |field, value: Option<u64>, default: usize| -> Result<usize, ConfigError> {
+            let value = value.unwrap_or((default >> 20) as u64);
+            Ok(ranged(field, value, 8, 1 << 20)? as usize * (1 << 20))
+        };
+        let storage_memory = crate::storage::MemoryBudget {
+            block_cache_bytes: mib(
+                "block_cache_mib",
+                raw.block_cache_mib,
+                default_memory.block_cache_bytes,
+            )?,
+            write_buffer_bytes: mib(
+                "write_buffer_mib",
+                raw.write_buffer_mib,
+                default_memory.write_buffer_bytes,
+            )?,
+        };
         let sequencer = SequencerConfig {
             epoch_interval: Duration::from_millis(epoch_ms),
             heartbeat: Duration::from_millis(heartbeat_ms),
@@ -446,6 +473,7 @@ impl Config {
             key,
             sequencer,
             startup_check: raw.startup_check.unwrap_or(StartupCheck::Full),
+            storage_memory,
         })
     }
 }
@@ -672,7 +700,7 @@ mod tests {
         let path = dir.path().join("ktd.toml");
         std::fs::write(
             &path,
-            "read_rate_per_sec = 10\nread_burst = 3\nwrite_rate_per_sec = 7\nmax_connection_age_secs = 60\n",
+            "read_rate_per_sec = 10\nread_burst = 3\nwrite_rate_per_sec = 7\nmax_connection_age_secs = 60\nblock_cache_mib = 64\n",
         )
         .unwrap();
         let flags = RawConfig {
@@ -687,11 +715,28 @@ mod tests {
         assert_eq!(c.limits.max_connections_per_peer, 5);
         assert_eq!(c.limits.max_connection_age, Some(Duration::from_secs(60)));
         assert_eq!(default_rate(7).unwrap().burst.get(), 14);
+        assert_eq!(
+            c.storage_memory.block_cache_bytes,
+            64 << 20,
+            "from the file"
+        );
+        assert_eq!(
+            c.storage_memory.write_buffer_bytes,
+            128 << 20,
+            "the default"
+        );
 
         let bad = |raw: RawConfig| match Config::validate(raw) {
             Err(ConfigError::Invalid { field, .. }) => field,
             other => panic!("expected an invalid field, got {other:?}"),
         };
+        assert_eq!(
+            bad(RawConfig {
+                write_buffer_mib: Some(4),
+                ..base.clone()
+            }),
+            "write_buffer_mib"
+        );
         assert_eq!(
             bad(RawConfig {
                 read_burst: Some(0),

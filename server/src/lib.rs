@@ -153,7 +153,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let log_key = verifier.clone();
     let verifier_key = verifier.to_string();
     let storage = Arc::new(
-        Storage::open(&config.data_dir)
+        Storage::open_with(&config.data_dir, config.storage_memory)
             .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
     );
     let vrf = Arc::new(vrf_labels::load_or_create(&config.vrf_key)?);

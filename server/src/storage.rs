@@ -33,7 +33,8 @@ use kt_core::hash::{Hash, HASH_SIZE};
 use kt_core::merkle::{root_of_leaf_hashes, HashReader, NodeId};
 use kt_core::tiles::{tile_for_node, TILE_WIDTH};
 use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
 };
 use thiserror::Error;
 
@@ -101,6 +102,7 @@ pub struct EpochWrite {
 #[derive(Debug)]
 pub struct Storage {
     path: PathBuf,
+    memory: MemoryBudget,
     db: RwLock<Option<Arc<DB>>>,
     /// Faults armed by tests ([`Storage::inject_fault`]); empty in a server.
     faults: Mutex<Vec<Fault>>,
@@ -154,12 +156,38 @@ fn tile_key(level: u8, index: u64) -> [u8; 9] {
     k
 }
 
+/// RocksDB's memory, bounded by configuration whatever the log's size: one LRU block cache
+/// shared by every column family, which also holds their index and filter blocks, and one budget
+/// for the memtables of all column families (RocksDB's write buffer manager flushes the largest
+/// when the sum reaches it). Without them, each of the ten column families would have its own
+/// cache and up to two 64 MiB memtables, and index and filter blocks would grow with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub block_cache_bytes: usize,
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget {
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 128 << 20,
+        }
+    }
+}
+
 impl Storage {
-    /// Opens (creating if needed) the database under `path`.
+    /// Opens (creating if needed) the database under `path`, with the default memory budget.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = open_db(path)?;
+        Storage::open_with(path, MemoryBudget::default())
+    }
+
+    /// Opens (creating if needed) the database under `path`.
+    pub fn open_with(path: &Path, memory: MemoryBudget) -> Result<Self, StorageError> {
+        let db = open_db(path, memory)?;
         Ok(Storage {
             path: path.to_path_buf(),
+            memory,
             db: RwLock::new(Some(Arc::new(db))),
             faults: Mutex::new(Vec::new()),
         })
@@ -194,7 +222,7 @@ impl Storage {
             }
             drop(old);
         }
-        let db = open_db(&self.path)?;
+        let db = open_db(&self.path, self.memory)?;
         *self.db.write().expect("not poisoned") = Some(Arc::new(db));
         Ok(())
     }
@@ -222,16 +250,31 @@ impl Storage {
     }
 }
 
-fn open_db(path: &Path) -> Result<DB, StorageError> {
-    let mut opts = Options::default();
+fn open_db(path: &Path, memory: MemoryBudget) -> Result<DB, StorageError> {
+    let cache = Cache::new_lru_cache(memory.block_cache_bytes);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Whole-key Bloom filters: most reads are point reads (entries, labels, VRF proofs), and a
+    // read of a key that is not there (a lookup of an unregistered identity) skips the files.
+    table.set_bloom_filter(10.0, false);
+    let column_family = || {
+        let mut cf = Options::default();
+        cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        cf.set_block_based_table_factory(&table);
+        cf.set_write_buffer_size(memory.write_buffer_bytes / 4);
+        cf
+    };
+    let mut opts = column_family();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_db_write_buffer_size(memory.write_buffer_bytes);
     // Keep file handles bounded on small machines.
     opts.set_max_open_files(512);
     let cfs = COLUMN_FAMILIES
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        .map(|name| ColumnFamilyDescriptor::new(*name, column_family()));
     Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
 }
 
