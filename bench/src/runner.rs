@@ -56,7 +56,9 @@ fn settings(c: &BenchConfig) -> RunSettings {
     };
     RunSettings {
         server: c.target.server.clone(),
-        workload: format!("{:?}", c.workload).to_lowercase(),
+        // The name on the command line (`append-batch`, not `appendbatch`).
+        workload: clap::ValueEnum::to_possible_value(&c.workload)
+            .map_or_else(|| format!("{:?}", c.workload), |v| v.get_name().to_owned()),
         mix: c.mix.weights(),
         clients: c.clients,
         connections: c.connections,

@@ -955,6 +955,48 @@ mod tests {
     }
 
     /// A message-log record: the sequencer refuses bytes that are no entry.
+    /// The queue bound counts entries, not calls: a batch that would take the queue past its
+    /// depth is refused whole, and takes no place in it; one that fits is sequenced whole, in
+    /// order, in one epoch, even when it is larger than an epoch's `max_batch`.
+    #[tokio::test]
+    async fn batches_count_entries_against_the_queue_and_land_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let signer =
+            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
+        let (seq, _latest) = Sequencer::new(storage, signer, Frontier::new(), None).unwrap();
+        let config = SequencerConfig {
+            epoch_interval: Duration::from_millis(5),
+            heartbeat: Duration::from_secs(3600),
+            max_batch: 3,
+            queue_depth: 5,
+            min_free_bytes: 0,
+        };
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let (handle, thread) = seq.spawn(config, shutdown.clone());
+        let refused = handle.append_batch((0..6).map(record).collect()).await;
+        assert!(
+            matches!(refused, Err(SequencerError::QueueFull(5))),
+            "{refused:?}"
+        );
+        let landed = handle
+            .append_batch((0..5).map(record).collect())
+            .await
+            .unwrap();
+        let landed: Vec<Appended> = landed.into_iter().map(Result::unwrap).collect();
+        let indexes: Vec<u64> = landed.iter().map(|a| a.index).collect();
+        assert_eq!(indexes, [0, 1, 2, 3, 4], "whole, in order, from the start");
+        assert!(landed
+            .iter()
+            .all(|a| a.checkpoint.checkpoint() == landed[0].checkpoint.checkpoint()));
+        assert_eq!(landed[0].checkpoint.checkpoint().size, 5, "one epoch");
+        let single = handle.append(record(5)).await.unwrap();
+        assert_eq!(single.index, 5, "the refused batch took no index");
+        shutdown.store(true, Ordering::SeqCst);
+        drop(handle);
+        thread.join().unwrap();
+    }
+
     fn record(i: u64) -> Vec<u8> {
         use kt_core::entry::{Entry, Namespace, Record};
         let r = Record::new(

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kt_core::hash::{Hash, HASH_SIZE};
-use kt_core::merkle::{root_of_leaf_hashes, HashReader, NodeId};
+use kt_core::merkle::{HashReader, NodeId};
 use kt_core::tiles::{tile_for_node, TILE_WIDTH};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
@@ -103,6 +103,7 @@ pub struct EpochWrite {
 pub struct Storage {
     path: PathBuf,
     memory: MemoryBudget,
+    tile_trees: TileTrees,
     db: RwLock<Option<Arc<DB>>>,
     /// Faults armed by tests ([`Storage::inject_fault`]); empty in a server.
     faults: Mutex<Vec<Fault>>,
@@ -188,6 +189,7 @@ impl Storage {
         Ok(Storage {
             path: path.to_path_buf(),
             memory,
+            tile_trees: TileTrees::default(),
             db: RwLock::new(Some(Arc::new(db))),
             faults: Mutex::new(Vec::new()),
         })
@@ -524,26 +526,141 @@ impl HashReader for Storage {
             let bytes = value?
                 .ok_or_else(|| StorageError::Corrupt(format!("tile {level}/{index} is missing")))?;
             check_tile_bytes(*level, *index, &bytes)?;
-            tiles.insert((*level, *index), bytes);
+            tiles.insert((*level, *index), self.tile_trees.get(*level, *index, bytes));
         }
         ids.iter()
             .zip(places)
             .map(|(id, (level, index, offset, count))| {
-                let bytes = &tiles[&(level, index)];
-                let start = offset as usize * HASH_SIZE;
-                let end = start + count as usize * HASH_SIZE;
-                if end > bytes.len() {
-                    return Err(StorageError::Corrupt(format!(
+                tiles[&(level, index)].node(offset, count).ok_or_else(|| {
+                    StorageError::Corrupt(format!(
                         "tile {level}/{index} is too short for node {}/{}",
                         id.level, id.index
-                    )));
-                }
-                let hashes: Vec<Hash> = bytes[start..end]
-                    .chunks_exact(HASH_SIZE)
-                    .map(|c| Hash::try_from(c).expect("chunks are 32 bytes"))
-                    .collect();
-                Ok(root_of_leaf_hashes(&hashes))
+                    ))
+                })
             })
             .collect()
+    }
+}
+
+/// Every complete subtree root of one tile's row of hashes: `levels[r][j]` is the root of the
+/// `2^r` hashes from `j·2^r`. A proof needs up to eight of them per tile it crosses, and
+/// computing them from the row costs up to 247 hashes a tile, which profiles showed to be the
+/// largest cost of appends and lookups (docs/performance.md).
+#[derive(Debug)]
+struct TileTree {
+    /// The tile's bytes as read, to tell whether a cached tree is still the stored tile's.
+    bytes: Vec<u8>,
+    levels: Vec<Vec<Hash>>,
+}
+
+impl TileTree {
+    fn new(bytes: Vec<u8>) -> TileTree {
+        let row: Vec<Hash> = bytes
+            .chunks_exact(HASH_SIZE)
+            .map(|c| Hash::try_from(c).expect("chunks are 32 bytes"))
+            .collect();
+        let mut levels = vec![row];
+        while levels.last().expect("one level").len() > 1 {
+            let below = levels.last().expect("one level");
+            let above = below
+                .chunks_exact(2)
+                .map(|pair| kt_core::hash::node_hash(&pair[0], &pair[1]))
+                .collect();
+            levels.push(above);
+        }
+        TileTree { bytes, levels }
+    }
+
+    /// The root of the `count` (a power of two) hashes from `offset`, if the row holds them.
+    fn node(&self, offset: u16, count: u16) -> Option<Hash> {
+        let level = count.trailing_zeros() as usize;
+        self.levels
+            .get(level)?
+            .get(usize::from(offset) >> level)
+            .copied()
+    }
+}
+
+/// Recently used [`TileTree`]s, by tile and width. Storage stays the source of every answer: a
+/// tile is read on every call, and a cached tree is used only if its bytes are the ones just
+/// read (so a tile changed on disk is never answered from memory). At most [`TILE_TREES`]
+/// trees of at most 16 KiB each are kept; when full, an arbitrary one is dropped.
+#[derive(Debug, Default)]
+struct TileTrees {
+    trees: Mutex<std::collections::HashMap<(u8, u64, usize), Arc<TileTree>>>,
+}
+
+const TILE_TREES: usize = 2048;
+
+impl TileTrees {
+    fn get(&self, level: u8, index: u64, bytes: Vec<u8>) -> Arc<TileTree> {
+        let key = (level, index, bytes.len());
+        if let Some(tree) = self.trees.lock().expect("not poisoned").get(&key) {
+            if tree.bytes == bytes {
+                return tree.clone();
+            }
+        }
+        let tree = Arc::new(TileTree::new(bytes));
+        let mut trees = self.trees.lock().expect("not poisoned");
+        if trees.len() >= TILE_TREES {
+            if let Some(victim) = trees.keys().next().copied() {
+                trees.remove(&victim);
+            }
+        }
+        trees.insert(key, tree.clone());
+        tree
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kt_core::merkle::root_of_leaf_hashes;
+
+    fn row(width: usize, seed: u8) -> Vec<u8> {
+        (0..width)
+            .flat_map(|i| kt_core::hash::sha256(&[seed, i as u8, (i >> 8) as u8]))
+            .collect()
+    }
+
+    /// Every node a tile tree gives is the RFC 9162 root of its hashes, for full and partial
+    /// rows; a node the row does not hold completely is refused.
+    #[test]
+    fn tile_tree_nodes_are_the_roots_of_their_hashes() {
+        for width in [1usize, 2, 3, 200, 255, 256] {
+            let bytes = row(width, 1);
+            let hashes: Vec<Hash> = bytes
+                .chunks_exact(HASH_SIZE)
+                .map(|c| Hash::try_from(c).unwrap())
+                .collect();
+            let tree = TileTree::new(bytes);
+            for r in 0..=8u32 {
+                let count = 1usize << r;
+                for offset in (0..256).step_by(count) {
+                    let got = tree.node(offset as u16, count as u16);
+                    if offset + count <= width {
+                        let want = root_of_leaf_hashes(&hashes[offset..offset + count]);
+                        assert_eq!(got, Some(want), "width {width}, node {r}/{offset}");
+                    } else {
+                        assert_eq!(got, None, "width {width}, node {r}/{offset}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cached tree is used only for the very bytes it was built from.
+    #[test]
+    fn a_cached_tile_tree_is_used_only_for_the_same_bytes() {
+        let trees = TileTrees::default();
+        let first = trees.get(0, 7, row(100, 1));
+        assert!(Arc::ptr_eq(&first, &trees.get(0, 7, row(100, 1))));
+        let changed = trees.get(0, 7, row(100, 2));
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert_ne!(first.node(0, 64), changed.node(0, 64));
+        for i in 0..(TILE_TREES as u64 + 10) {
+            trees.get(1, i, row(2, 3));
+        }
+        assert!(trees.trees.lock().unwrap().len() <= TILE_TREES, "bounded");
     }
 }
