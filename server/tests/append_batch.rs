@@ -14,8 +14,7 @@ use kt_core::note::NoteVerifier;
 use kt_proto::hashes_from_wire;
 use kt_proto::v1::log_client::LogClient;
 use kt_proto::v1::{
-    AppendBatchRequest, AppendRequest, GetCheckpointRequest, GetEntriesRequest,
-    GetInclusionProofRequest,
+    AppendBatchRequest, AppendRequest, GetEntriesRequest, GetInclusionProofRequest,
 };
 use ktd::RunningServer;
 use tonic::transport::Channel;
@@ -46,16 +45,9 @@ fn open(server: &RunningServer, note: &[u8]) -> SignedCheckpoint {
 }
 
 async fn log_size(server: &RunningServer) -> u64 {
-    let note = client(server)
+    common::log_check::latest(&mut client(server).await)
         .await
-        .get_checkpoint(GetCheckpointRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoint
-        .unwrap()
-        .note;
-    open(server, &note).checkpoint().size
+        .size
 }
 
 async fn entries(log: &mut LogClient<Channel>, start: u64, end: u64) -> Vec<Vec<u8>> {
