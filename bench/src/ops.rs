@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use kt_core::checkpoint::{Checkpoint, CheckpointOpener};
 use kt_core::directory::{
     verify_history, verify_label, verify_lookup, HistoryAnswer, KeyUpdate, Label, LookupAnswer, Op,
     Role, UserKey,
@@ -50,8 +50,8 @@ pub async fn connect(server: &str) -> Result<Channel, BenchError> {
 pub struct Api {
     log: LogClient<Channel>,
     dir: DirectoryClient<Channel>,
-    origin: String,
-    verifier: NoteVerifier,
+    /// Each client's own: a client opens each epoch's checkpoint once, as `kt-client` does.
+    checkpoints: CheckpointOpener,
     vrf_key: VrfPublicKey,
     bearer: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: Duration,
@@ -96,12 +96,23 @@ impl Api {
         Ok(Api {
             log: LogClient::new(channel.clone()).max_decoding_message_size(MAX_DECODE),
             dir: DirectoryClient::new(channel).max_decoding_message_size(MAX_DECODE),
-            origin: verifier.name().as_str().to_owned(),
-            verifier,
+            checkpoints: CheckpointOpener::new(verifier.name().as_str().to_owned(), verifier),
             vrf_key: target.vrf_key.clone(),
             bearer,
             timeout,
         })
+    }
+
+    /// A copy for one more client: the same connection, its own checkpoint memory.
+    pub fn for_client(&self) -> Api {
+        let checkpoints = &self.checkpoints;
+        Api {
+            checkpoints: CheckpointOpener::new(
+                checkpoints.origin(),
+                checkpoints.verifier().clone(),
+            ),
+            ..self.clone()
+        }
     }
 
     fn request<T>(&self, msg: T) -> Request<T> {
@@ -112,7 +123,8 @@ impl Api {
 
     fn open(&self, checkpoint: Option<&kt_proto::v1::Checkpoint>) -> Result<Checkpoint, String> {
         let note = answer_checkpoint(checkpoint).map_err(|e| e.to_string())?;
-        SignedCheckpoint::open(&note, &self.origin, &self.verifier)
+        self.checkpoints
+            .open(&note)
             .map(|s| s.checkpoint().clone())
             .map_err(|e| format!("checkpoint: {e}"))
     }

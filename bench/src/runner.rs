@@ -101,7 +101,7 @@ async fn setup(
     let progress = bar(config, config.users, "setup");
     let mut tasks = Vec::new();
     for c in 0..config.clients.min(config.users as usize) {
-        let mut api = apis[c % apis.len()].clone();
+        let mut api = apis[c % apis.len()].for_client();
         let (next, done, progress) = (next.clone(), done.clone(), progress.clone());
         let (prefix, users, alg) = (config.prefix.clone(), config.users, config.key_alg);
         tasks.push(tokio::spawn(async move {
@@ -225,7 +225,7 @@ async fn measure(config: &BenchConfig, apis: &[Api], owned: Vec<Owned>) -> Measu
     let display = tokio::spawn(show_progress(shared.clone(), stop_display.clone()));
     let mut tasks = Vec::new();
     for (c, mine) in per_client.into_iter().enumerate() {
-        let api = apis[c % apis.len()].clone();
+        let api = apis[c % apis.len()].for_client();
         let shared = shared.clone();
         tasks.push(tokio::spawn(client(c as u64, api, shared, mine)));
     }

@@ -1,7 +1,7 @@
 //! The transport: gRPC calls whose answers are checked as far as they can be without history.
 
 use futures::{Stream, StreamExt};
-use kt_core::checkpoint::SignedCheckpoint;
+use kt_core::checkpoint::{CheckpointOpener, SignedCheckpoint};
 use kt_core::entry::Record;
 use kt_core::hash::Hash;
 use kt_core::note::NoteVerifier;
@@ -128,7 +128,8 @@ impl TlsOptions {
 pub struct LogApi {
     rpc: RpcClient<Channel>,
     channel: Channel,
-    verifier: NoteVerifier,
+    /// Every answer of an epoch carries the same checkpoint note: it is verified once.
+    checkpoints: CheckpointOpener,
 }
 
 impl LogApi {
@@ -170,7 +171,7 @@ impl LogApi {
         Ok(LogApi {
             rpc,
             channel,
-            verifier,
+            checkpoints: CheckpointOpener::new(verifier.name().as_str().to_owned(), verifier),
         })
     }
 
@@ -181,17 +182,17 @@ impl LogApi {
 
     /// The log's verifier key.
     pub fn verifier(&self) -> &NoteVerifier {
-        &self.verifier
+        self.checkpoints.verifier()
     }
 
     /// The log's origin (the verifier key's name).
     pub fn origin(&self) -> &str {
-        self.verifier.name().as_str()
+        self.checkpoints.origin()
     }
 
     /// Opens a checkpoint note: the log's signature and origin must verify.
     pub fn open(&self, note: &[u8]) -> Result<SignedCheckpoint, ClientError> {
-        Ok(SignedCheckpoint::open(note, self.origin(), &self.verifier)?)
+        Ok(self.checkpoints.open(note)?)
     }
 
     /// The latest checkpoint, or the one of `epoch`, signature-checked.

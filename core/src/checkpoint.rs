@@ -282,6 +282,66 @@ impl SignedCheckpoint {
     }
 }
 
+/// Opens checkpoints of one log, remembering the last one it opened so that the same note
+/// received again (every answer of an epoch carries it) is not parsed and verified again.
+///
+/// Only a byte-identical note is taken from memory: a note that differs in any byte, a
+/// cosignature added included, is opened in full. Clones share the memory.
+#[derive(Debug, Clone)]
+pub struct CheckpointOpener {
+    origin: String,
+    verifier: NoteVerifier,
+    last: std::sync::Arc<std::sync::Mutex<Option<SignedCheckpoint>>>,
+}
+
+impl CheckpointOpener {
+    /// An opener for checkpoints of `origin` signed by `verifier`.
+    pub fn new(origin: impl Into<String>, verifier: NoteVerifier) -> Self {
+        Self {
+            origin: origin.into(),
+            verifier,
+            last: Default::default(),
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// [`SignedCheckpoint::open`], skipped when `note_bytes` are exactly the last note opened.
+    pub fn open(&self, note_bytes: &[u8]) -> Result<SignedCheckpoint, CheckpointError> {
+        if let Some(last) = self.remembered(note_bytes) {
+            return Ok(last);
+        }
+        let opened = SignedCheckpoint::open(note_bytes, &self.origin, &self.verifier)?;
+        *self.lock() = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Whether `note_bytes` are exactly the last note opened (and so need no opening).
+    pub fn remembers(&self, note_bytes: &[u8]) -> bool {
+        self.remembered(note_bytes).is_some()
+    }
+
+    fn remembered(&self, note_bytes: &[u8]) -> Option<SignedCheckpoint> {
+        self.lock()
+            .as_ref()
+            .filter(|last| last.note().as_bytes() == note_bytes)
+            .cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SignedCheckpoint>> {
+        // The guarded value is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl fmt::Debug for SignedCheckpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("SignedCheckpoint").field(&self.note).finish()

@@ -2,7 +2,9 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use kt_core::checkpoint::{ChainError, Checkpoint, CheckpointError, SignedCheckpoint};
+use kt_core::checkpoint::{
+    ChainError, Checkpoint, CheckpointError, CheckpointOpener, SignedCheckpoint,
+};
 use kt_core::hash::{empty_root, sha256};
 use kt_core::note::{sign_note, KeyName, NoteError, NoteSigner};
 use proptest::prelude::*;
@@ -194,6 +196,44 @@ fn open_rejects_bad_signature() {
         SignedCheckpoint::open(signed.note().as_bytes(), ORIGIN, &other.verifier()),
         Err(CheckpointError::Note(NoteError::UnknownKey))
     ));
+}
+
+#[test]
+fn an_opener_remembers_only_the_exact_note_it_opened() {
+    let key = log_key();
+    let opener = CheckpointOpener::new(ORIGIN, key.verifier());
+    let signed = SignedCheckpoint::sign(sample(), &key).unwrap();
+    let note = signed.note().as_bytes();
+    assert!(!opener.remembers(note), "nothing opened yet");
+    assert_eq!(opener.open(note).unwrap(), signed);
+    assert!(opener.remembers(note));
+    assert_eq!(opener.open(note).unwrap(), signed, "the same note again");
+
+    // A tampered copy of the remembered note is opened in full, and refused.
+    let tampered = signed.note().replace("epoch 42", "epoch 43");
+    assert!(matches!(
+        opener.open(tampered.as_bytes()),
+        Err(CheckpointError::Note(NoteError::InvalidSignature { .. }))
+    ));
+    assert!(opener.remembers(note), "a refused note replaces nothing");
+
+    // The same checkpoint with a cosignature added is another note: opened, then remembered.
+    let witness = NoteSigner::from_seed(KeyName::new("witness.example").unwrap(), [2; 32]);
+    let cosigned = sign_note(SAMPLE_BODY, &[&key, &witness]).unwrap();
+    assert_eq!(opener.open(cosigned.as_bytes()).unwrap().note(), cosigned);
+    assert!(opener.remembers(cosigned.as_bytes()) && !opener.remembers(note));
+
+    // Clones share the memory; another log's opener refuses the same note.
+    assert!(opener.clone().remembers(cosigned.as_bytes()));
+    let other = CheckpointOpener::new("other.example/log", key.verifier());
+    assert!(matches!(
+        other.open(cosigned.as_bytes()),
+        Err(CheckpointError::WrongOrigin { .. })
+    ));
+    let other_key = NoteSigner::from_seed(KeyName::new(ORIGIN).unwrap(), [9; 32]);
+    assert!(CheckpointOpener::new(ORIGIN, other_key.verifier())
+        .open(note)
+        .is_err());
 }
 
 #[test]
