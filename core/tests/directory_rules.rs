@@ -2,8 +2,8 @@
 //! that cannot be replayed onto any other field value.
 
 use kt_core::directory::{
-    apply_message, apply_update, KeyUpdate, Label, LabelState, Message, Op, Role, RuleError,
-    UserKey, UserSigner,
+    apply_message, apply_update, apply_update_verified, KeyUpdate, Label, LabelState, Message, Op,
+    Role, RuleError, UserKey, UserSigner, VerifiedSignatures,
 };
 use kt_core::entry::Namespace;
 use kt_core::hash::Hash;
@@ -42,9 +42,17 @@ fn next(prev: Option<&LabelState>, op: Op, key: Option<&UserSigner>) -> KeyUpdat
     .unwrap()
 }
 
-/// Applies `u` as the entry at `index`, using its real leaf hash.
+/// Applies `u` as the entry at `index`, using its real leaf hash. Every case is also applied with
+/// the new key's signature verified ahead, as the auditor does: the result must be the same.
 fn apply(prev: Option<&LabelState>, u: &KeyUpdate, index: u64) -> Result<LabelState, RuleError> {
-    apply_update(prev, u, u.leaf_hash(), index)
+    let result = apply_update(prev, u, u.leaf_hash(), index);
+    let ahead = VerifiedSignatures::of_new_key(u);
+    assert_eq!(
+        apply_update_verified(prev, u, u.leaf_hash(), index, &ahead),
+        result,
+        "verifying the new key's signature ahead changed the verdict on {u:?}"
+    );
+    result
 }
 
 fn registered(k: &UserSigner) -> LabelState {
@@ -519,4 +527,33 @@ fn message_rules() {
             "{i}"
         );
     }
+}
+
+#[test]
+fn a_verified_signature_counts_only_for_its_own_key_message_and_bytes() {
+    let (k1, k2) = (signer(1), signer(2));
+    let good = next(None, Op::Register, Some(&k2))
+        .sign(Role::NewKey, &k2)
+        .unwrap();
+    let ahead = VerifiedSignatures::of_new_key(&good);
+    let sig = good.signature(Role::NewKey).unwrap();
+    assert!(ahead.contains(&k2.public(), &good.signed_bytes(), sig));
+    assert!(!ahead.contains(&k1.public(), &good.signed_bytes(), sig));
+
+    // The same key and signature bytes on an update with another time: the signature does not
+    // cover it, and having verified it for `good` must not let it through.
+    let replayed = KeyUpdate::new(alice(), 1, [0; 32], Op::Register, Some(k2.public()), T0 + 9)
+        .unwrap()
+        .with_signature(Role::NewKey, sig.to_vec())
+        .unwrap();
+    assert!(!ahead.contains(&k2.public(), &replayed.signed_bytes(), sig));
+    assert_eq!(
+        apply_update_verified(None, &replayed, replayed.leaf_hash(), 0, &ahead),
+        Err(RuleError::BadSignature { role: Role::NewKey })
+    );
+    // A signature that does not verify is not recorded.
+    let mut none = VerifiedSignatures::default();
+    assert!(!none.verify(&k1.public(), good.signed_bytes(), sig));
+    assert!(!none.contains(&k1.public(), &good.signed_bytes(), sig));
+    assert!(none.verify(&k2.public(), good.signed_bytes(), sig));
 }

@@ -14,6 +14,7 @@
 //! With a witness key ([`Auditor::set_witness`]) it is also a witness: see [`witness`].
 
 mod evidence;
+mod fetch;
 pub mod replay;
 mod state;
 mod tiles;
@@ -32,15 +33,27 @@ use kt_core::tiles::{stored_position, TILE_WIDTH};
 use kt_core::trust;
 
 pub use evidence::{EntryEvidence, Finding, MapChange, ReplayEvidence};
+use fetch::EntryChunks;
 pub use replay::{Replay, ReplayViolation};
 pub use state::AuditState;
 use tiles::TileChecker;
 use witness::Witness;
 
-/// Entries fetched per call (the server's limit).
-const ENTRY_BATCH: u64 = 10_000;
 /// The state is saved at least every this many checkpoints (and whenever entries were added).
 const SAVE_EVERY: u64 = 256;
+
+/// A fetched chunk of entries prepared on every core for the replay, or nothing once the replay
+/// has found a violation (the rest of the walk only recomputes the tree).
+fn prepare_unless(
+    violation_found: bool,
+    entries: &[Vec<u8>],
+) -> std::vec::IntoIter<replay::PreparedEntry> {
+    if violation_found {
+        Vec::new().into_iter()
+    } else {
+        replay::prepare_entries(entries).into_iter()
+    }
+}
 
 /// Where and what to audit.
 #[derive(Debug, Clone)]
@@ -273,15 +286,14 @@ impl Auditor {
         self.progress.set_position(0);
         let mut frontier = Frontier::new();
         let mut violation = None;
-        while frontier.size() < cp.size {
-            let start = frontier.size();
-            let end = (start + ENTRY_BATCH).min(cp.size);
-            let entries = self.api.entries(start, end).await?;
+        let mut chunks = EntryChunks::new(&self.api, 0, cp.size);
+        while let Some((start, entries)) = chunks.next().await? {
+            let mut prepared = prepare_unless(violation.is_some(), &entries);
             for (i, entry) in entries.into_iter().enumerate() {
                 let index = start + i as u64;
                 frontier.append(leaf_hash(&entry));
-                if violation.is_none() {
-                    if let Err(v) = self.replay.apply_entry(index, &entry) {
+                if let (None, Some(ready)) = (&violation, prepared.next()) {
+                    if let Err(v) = self.replay.apply_prepared(index, &entry, ready) {
                         violation = Some((v, entry));
                     }
                 }
@@ -390,14 +402,13 @@ impl Auditor {
         // The first entry the directory refuses. It is reported only once the checkpoint's root
         // is known to commit to it, so the evidence is about what the log signed.
         let mut violation = None;
-        while self.state.frontier.size() < target {
-            let start = self.state.frontier.size();
-            let end = (start + ENTRY_BATCH).min(target);
-            let entries = self.api.entries(start, end).await?;
+        let mut chunks = EntryChunks::new(&self.api, self.state.frontier.size(), target);
+        while let Some((start, entries)) = chunks.next().await? {
+            let mut prepared = prepare_unless(violation.is_some(), &entries);
             for (i, entry) in entries.into_iter().enumerate() {
                 let index = start + i as u64;
-                if violation.is_none() {
-                    if let Err(v) = self.replay.apply_entry(index, &entry) {
+                if let (None, Some(ready)) = (&violation, prepared.next()) {
+                    if let Err(v) = self.replay.apply_prepared(index, &entry, ready) {
                         violation = Some((v, entry.clone()));
                     }
                 }

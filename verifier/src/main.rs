@@ -80,7 +80,8 @@ enum Command {
 /// Exit code when the log was caught misbehaving (evidence written).
 const EXIT_VIOLATION: u8 = 2;
 
-#[tokio::main(flavor = "current_thread")]
+// Multi-threaded, so the next chunk of entries downloads while the replay works on this one.
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::WitnessKeygen { out, name }) = &cli.command {

@@ -17,13 +17,20 @@
 //! An honest server never appends an entry that breaks the rules, so every refusal is a
 //! violation of the log, not an entry to skip.
 //!
+//! Signatures are the replay's main cost. Those that need no state (a key update's new-key
+//! signature) are verified first for a whole chunk of entries on every core
+//! ([`prepare_entries`]); the rules then run in log order on one thread and do not verify those
+//! again ([`apply_update_verified`]).
+//!
 //! Everything is kept in memory, for every label ever registered (see `docs/operations.md`,
 //! "Auditing").
 
 use std::collections::{BTreeMap, HashMap};
 
 use kt_core::checkpoint::Checkpoint;
-use kt_core::directory::{apply_message, apply_update, Label, LabelState, Op, RuleError};
+use kt_core::directory::{
+    apply_message, apply_update_verified, Label, LabelState, Op, RuleError, VerifiedSignatures,
+};
 use kt_core::entry::{Entry, EntryError};
 use kt_core::hash::{leaf_hash, Hash};
 use kt_core::map::{MapValue, MemoryMap};
@@ -218,29 +225,38 @@ impl Replay {
     /// Applies the entry at `index` (which must be [`Replay::next_index`]), with its canonical
     /// bytes as served by the log.
     pub fn apply_entry(&mut self, index: u64, bytes: &[u8]) -> Result<(), ReplayViolation> {
+        self.apply_prepared(index, bytes, PreparedEntry::new(bytes))
+    }
+
+    /// [`Replay::apply_entry`] for an entry already prepared from the same `bytes`.
+    pub fn apply_prepared(
+        &mut self,
+        index: u64,
+        bytes: &[u8],
+        prepared: PreparedEntry,
+    ) -> Result<(), ReplayViolation> {
         if index != self.next_index {
             return Err(ReplayViolation::OutOfOrder {
                 next: self.next_index,
                 got: index,
             });
         }
-        let entry =
-            Entry::decode(bytes).map_err(|error| ReplayViolation::Undecodable { index, error })?;
+        let PreparedEntry { decoded, verified } = prepared;
+        let entry = decoded.map_err(|error| ReplayViolation::Undecodable { index, error })?;
         match entry {
             Entry::Record(_) => {}
             Entry::KeyUpdate(update) => {
                 let label = *update.label();
                 let prev = self.labels.get(&label);
                 let entry_hash = leaf_hash(bytes);
-                let state = apply_update(prev, &update, entry_hash, index).map_err(|rule| {
-                    ReplayViolation::Update {
+                let state = apply_update_verified(prev, &update, entry_hash, index, &verified)
+                    .map_err(|rule| ReplayViolation::Update {
                         index,
                         label,
                         op: update.op(),
                         rule: Box::new(rule),
                         prior: prev.map(|s| s.index),
-                    }
-                })?;
+                    })?;
                 self.changed.insert(
                     label,
                     MapValue {
@@ -313,6 +329,54 @@ impl Replay {
         }
         Ok(())
     }
+}
+
+/// An entry decoded, with the signatures that need no state already verified: what
+/// [`Replay::apply_prepared`] takes. Preparing depends on the entry's bytes alone, so entries can
+/// be prepared on any thread and in any order.
+#[derive(Debug)]
+pub struct PreparedEntry {
+    decoded: Result<Entry, EntryError>,
+    verified: VerifiedSignatures,
+}
+
+impl PreparedEntry {
+    pub fn new(bytes: &[u8]) -> PreparedEntry {
+        let decoded = Entry::decode(bytes);
+        let verified = match &decoded {
+            Ok(Entry::KeyUpdate(update)) => VerifiedSignatures::of_new_key(update),
+            _ => VerifiedSignatures::default(),
+        };
+        PreparedEntry { decoded, verified }
+    }
+}
+
+/// Prepares `entries` on every available core; the result is in the same order.
+pub fn prepare_entries(entries: &[Vec<u8>]) -> Vec<PreparedEntry> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || entries.len() < 2 {
+        return entries.iter().map(|e| PreparedEntry::new(e)).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|e| PreparedEntry::new(e))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Lowercase hex, for messages and evidence.
@@ -462,13 +526,38 @@ mod tests {
 
         /// Replays the whole log the way the auditor walks it: genesis, then each checkpoint's
         /// entries followed by the checkpoint.
+        /// Replays the log with each epoch's entries prepared on every core, and again one by
+        /// one: both must reach the same verdict (every test below runs both).
         fn replay(&self) -> Result<Replay, ReplayViolation> {
+            let prepared = self.replay_with(true);
+            let one_by_one = self.replay_with(false);
+            match (&prepared, &one_by_one) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    (a.map_root(), a.next_index(), a.label_count()),
+                    (b.map_root(), b.next_index(), b.label_count())
+                ),
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                _ => panic!("prepared: {prepared:?}, one by one: {one_by_one:?}"),
+            }
+            prepared
+        }
+
+        fn replay_with(&self, prepared: bool) -> Result<Replay, ReplayViolation> {
             let mut replay = Replay::new();
             let mut next = 0u64;
             for cp in &self.checkpoints {
-                while next < cp.size {
-                    replay.apply_entry(next, &self.entries[next as usize])?;
-                    next += 1;
+                let end = cp.size.max(next) as usize;
+                let epoch = &self.entries[next as usize..end];
+                if prepared {
+                    for (bytes, ready) in epoch.iter().zip(prepare_entries(epoch)) {
+                        replay.apply_prepared(next, bytes, ready)?;
+                        next += 1;
+                    }
+                } else {
+                    for bytes in epoch {
+                        replay.apply_entry(next, bytes)?;
+                        next += 1;
+                    }
                 }
                 replay.finish_epoch(cp)?;
             }

@@ -23,7 +23,9 @@ pub mod verify;
 pub use key::{KeyError, SignatureError, UserKey, UserSigner};
 pub use label::{check_identifier, vrf_input, Label};
 pub use message::Message;
-pub use rules::{apply_message, apply_update, LabelState, RuleError};
+pub use rules::{
+    apply_message, apply_update, apply_update_verified, LabelState, RuleError, VerifiedSignatures,
+};
 pub use update::{KeyUpdate, Op, Role, UpdateSignature};
 pub use verify::{
     verify_history, verify_label, verify_lookup, verify_messages, verify_update_receipt,

@@ -77,6 +77,25 @@ pub fn apply_update(
     leaf_hash: Hash,
     index: u64,
 ) -> Result<LabelState, RuleError> {
+    apply_update_verified(
+        prev,
+        update,
+        leaf_hash,
+        index,
+        &VerifiedSignatures::default(),
+    )
+}
+
+/// [`apply_update`], where a required signature found in `verified` (the same key, message and
+/// signature bytes) is not verified again. Every rule is still checked, in the same order, so
+/// the result is exactly [`apply_update`]'s.
+pub fn apply_update_verified(
+    prev: Option<&LabelState>,
+    update: &KeyUpdate,
+    leaf_hash: Hash,
+    index: u64,
+    verified: &VerifiedSignatures,
+) -> Result<LabelState, RuleError> {
     let op = update.op();
     // Whose key signs as the previous key, if anyone's.
     let previous_key = match (op, prev) {
@@ -134,8 +153,10 @@ pub fn apply_update(
             let sig = update
                 .signature(role)
                 .ok_or(RuleError::MissingSignature { role })?;
-            key.verify(&signed, sig)
-                .map_err(|_| RuleError::BadSignature { role })?;
+            if !verified.contains(key, &signed, sig) {
+                key.verify(&signed, sig)
+                    .map_err(|_| RuleError::BadSignature { role })?;
+            }
         }
     }
 
@@ -146,6 +167,41 @@ pub fn apply_update(
         key: update.key().cloned(),
         recovered: op == Op::Recover,
     })
+}
+
+/// Signatures already verified, as (key, message, signature) triples that [`UserKey::verify`]
+/// accepted. Verification is a function of those three alone, so a triple verified earlier or
+/// on another thread need not be verified again: an auditor verifies the signatures of a chunk
+/// of entries on every core, then applies the rules in log order on one.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedSignatures(Vec<(UserKey, Vec<u8>, Vec<u8>)>);
+
+impl VerifiedSignatures {
+    /// Verifies what of `update` needs no state: the new key's signature over the update. A
+    /// signature that does not verify is not recorded; the rules then report it in their order.
+    pub fn of_new_key(update: &KeyUpdate) -> VerifiedSignatures {
+        let mut verified = VerifiedSignatures::default();
+        if let (Some(key), Some(sig)) = (update.key(), update.signature(Role::NewKey)) {
+            verified.verify(key, update.signed_bytes(), sig);
+        }
+        verified
+    }
+
+    /// Verifies `signature` of `message` by `key`, and records it if it verifies.
+    pub fn verify(&mut self, key: &UserKey, message: Vec<u8>, signature: &[u8]) -> bool {
+        let ok = key.verify(&message, signature).is_ok();
+        if ok {
+            self.0.push((key.clone(), message, signature.to_vec()));
+        }
+        ok
+    }
+
+    /// Whether `key`'s `signature` of `message` was verified here.
+    pub fn contains(&self, key: &UserKey, message: &[u8], signature: &[u8]) -> bool {
+        self.0
+            .iter()
+            .any(|(k, m, s)| k == key && m == message && s == signature)
+    }
 }
 
 /// Whether `msg` may follow its author's `last_sequence`-th message (0 if none yet).
