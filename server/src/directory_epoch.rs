@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kt_core::directory::{apply_message, apply_update, Label, LabelState, Op, RuleError};
+use kt_core::directory::{
+    apply_message, apply_update_verified, Label, LabelState, Op, RuleError, VerifiedSignatures,
+};
 use kt_core::entry::{Entry, EntryError};
 use kt_core::hash::Hash;
 use kt_core::map::{apply_updates, MapError, MapValue};
@@ -61,13 +63,15 @@ impl<'a> EpochDirectory<'a> {
         }
     }
 
-    /// Checks the entry that would get log index `index` and records its effect if allowed.
+    /// Checks the entry that would get log index `index` and records its effect if allowed;
+    /// signatures in `verified` (same key, message and bytes) are not verified again.
     /// `Ok(Err(_))` refuses this entry only; `Err(_)` is a storage failure that ends the epoch.
     pub fn admit(
         &mut self,
         entry: &[u8],
         leaf_hash: Hash,
         index: u64,
+        verified: &VerifiedSignatures,
     ) -> Result<Result<(), Rejection>, StorageError> {
         let entry = match Entry::decode(entry) {
             Ok(e) => e,
@@ -81,10 +85,12 @@ impl<'a> EpochDirectory<'a> {
                     return Ok(Err(Rejection::SameEpoch(label)));
                 }
                 let prev = self.state(&label)?;
-                let next = match apply_update(prev.as_ref(), &update, leaf_hash, index) {
-                    Ok(next) => next,
-                    Err(e) => return Ok(Err(e.into())),
-                };
+                let next =
+                    match apply_update_verified(prev.as_ref(), &update, leaf_hash, index, verified)
+                    {
+                        Ok(next) => next,
+                        Err(e) => return Ok(Err(e.into())),
+                    };
                 self.record_update(label, next, leaf_hash, index);
             }
             Entry::Message(msg) => {
@@ -204,16 +210,20 @@ mod tests {
             .unwrap()
             .encode();
 
+        let none = VerifiedSignatures::default();
         let mut epoch = EpochDirectory::new(&storage);
         assert!(epoch
-            .admit(&register, leaf_hash(&register), 0)
+            .admit(&register, leaf_hash(&register), 0, &none)
             .unwrap()
             .is_ok());
         // The rotation is valid by the rules, but its label already changed in this epoch.
-        let refused = epoch.admit(&rotate, leaf_hash(&rotate), 1).unwrap();
+        let refused = epoch.admit(&rotate, leaf_hash(&rotate), 1, &none).unwrap();
         assert!(matches!(refused, Err(Rejection::SameEpoch(l)) if l == label));
         // Other labels are unaffected.
-        assert!(epoch.admit(&bob, leaf_hash(&bob), 1).unwrap().is_ok());
+        assert!(epoch
+            .admit(&bob, leaf_hash(&bob), 1, &none)
+            .unwrap()
+            .is_ok());
         let (root, write) = epoch.finish(0).unwrap();
         assert_ne!(root, kt_core::map::EMPTY_HASH);
         assert_eq!(write.versions.len(), 2);

@@ -11,7 +11,10 @@
 use std::sync::Arc;
 
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
-use kt_core::directory::{HistoryAnswer, KeyUpdate, Label, LookupAnswer, Message, Op, ProvenEntry};
+use kt_core::directory::{
+    HistoryAnswer, KeyUpdate, Label, LookupAnswer, Message, Op, ProvenEntry, Role,
+    VerifiedSignatures,
+};
 use kt_core::entry::MAX_ENTRY_LEN;
 use kt_core::map;
 use kt_core::merkle;
@@ -205,7 +208,17 @@ impl DirectoryService {
             }
             Some(proof)
         };
-        let appended = self.sequencer.append(bytes).await.map_err(ApiError::from)?;
+        // Signatures are verified here, on whichever core runs this request, so that the one
+        // sequencer thread only applies the rules: it does not verify again a signature that
+        // was verified here with the same key, and verifies any other (a key that changed in
+        // between) itself.
+        let ahead = update.clone();
+        let verified = blocking_read(&self.storage, move |s| verify_ahead(s, &ahead)).await?;
+        let appended = self
+            .sequencer
+            .append_verified(bytes, verified)
+            .await
+            .map_err(ApiError::from)?;
         let cp = appended.checkpoint.clone();
         let vrf = self.vrf.clone();
         let answer = blocking_read(&self.storage, move |s| {
@@ -230,6 +243,19 @@ impl DirectoryService {
             vrf_proof: named.map(|p| p.proof.to_vec()).unwrap_or_default(),
         }))
     }
+}
+
+/// The signatures of `update` that verify: the new key's, and the previous key's by the label's
+/// key as last committed. The sequencer decides with the state it has then, so a key changed in
+/// between only means that it verifies that signature itself.
+fn verify_ahead(s: &Storage, update: &KeyUpdate) -> Result<VerifiedSignatures, ApiError> {
+    let mut verified = VerifiedSignatures::of_new_key(update);
+    if let Some(sig) = update.signature(Role::PreviousKey) {
+        if let Some(key) = s.label_state(update.label())?.and_then(|state| state.key) {
+            verified.verify(&key, update.signed_bytes(), sig);
+        }
+    }
+    Ok(verified)
 }
 
 fn check_entry_size(bytes: &[u8]) -> Result<(), ApiError> {

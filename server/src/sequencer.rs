@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use kt_core::directory::VerifiedSignatures;
 use kt_core::hash::{leaf_hash, Hash, HASH_SIZE};
 use kt_core::merkle::{Frontier, HashReader, NodeId};
 use kt_core::note::NoteSigner;
@@ -76,16 +77,28 @@ pub struct Appended {
 
 type Reply = oneshot::Sender<Result<Appended, SequencerError>>;
 
+/// One entry in the queue: its canonical bytes, the signatures the request handler already
+/// verified (the sequencer does not verify those again), and where its answer goes.
+struct Item {
+    entry: Vec<u8>,
+    verified: VerifiedSignatures,
+    reply: Reply,
+}
+
 /// Entries that land in the same epoch, in this order and with nothing in between, each with
 /// its own answer: one `Append`, or one `AppendBatch`.
 struct Job {
-    items: Vec<(Vec<u8>, Reply)>,
+    items: Vec<Item>,
 }
 
 impl Job {
     fn one(entry: Vec<u8>, reply: Reply) -> Job {
         Job {
-            items: vec![(entry, reply)],
+            items: vec![Item {
+                entry,
+                verified: VerifiedSignatures::default(),
+                reply,
+            }],
         }
     }
 
@@ -95,8 +108,8 @@ impl Job {
 
     /// Answers every entry of the job with `error`.
     fn fail(self, error: impl Fn() -> SequencerError) {
-        for (_, reply) in self.items {
-            let _ = reply.send(Err(error()));
+        for item in self.items {
+            let _ = item.reply.send(Err(error()));
         }
     }
 }
@@ -176,8 +189,19 @@ impl std::fmt::Debug for Job {
 impl SequencerHandle {
     /// Queues canonical entry bytes and waits until they are durable in a signed checkpoint.
     pub async fn append(&self, entry: Vec<u8>) -> Result<Appended, SequencerError> {
+        self.append_verified(entry, VerifiedSignatures::default())
+            .await
+    }
+
+    /// [`SequencerHandle::append`] of a key update whose signatures in `verified` were verified
+    /// by the caller (off the sequencer's thread); the directory's rules still decide.
+    pub async fn append_verified(
+        &self,
+        entry: Vec<u8>,
+        verified: VerifiedSignatures,
+    ) -> Result<Appended, SequencerError> {
         let answer = self
-            .submit(vec![entry])?
+            .submit(vec![(entry, verified)])?
             .pop()
             .expect("one answer per entry");
         answer.await.unwrap_or_else(|_| Err(self.stopped_error()))
@@ -190,7 +214,12 @@ impl SequencerHandle {
         &self,
         entries: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<Appended, SequencerError>>, SequencerError> {
-        let answers = self.submit(entries)?;
+        let answers = self.submit(
+            entries
+                .into_iter()
+                .map(|e| (e, VerifiedSignatures::default()))
+                .collect(),
+        )?;
         let mut outcomes = Vec::with_capacity(answers.len());
         for answer in answers {
             outcomes.push(answer.await.unwrap_or_else(|_| Err(self.stopped_error())));
@@ -201,7 +230,7 @@ impl SequencerHandle {
     /// Queues one job; refused whole if its entries would take the queue past its depth.
     fn submit(
         &self,
-        entries: Vec<Vec<u8>>,
+        entries: Vec<(Vec<u8>, VerifiedSignatures)>,
     ) -> Result<Vec<oneshot::Receiver<Result<Appended, SequencerError>>>, SequencerError> {
         let n = entries.len();
         let reserved = self
@@ -214,9 +243,14 @@ impl SequencerHandle {
         }
         let (items, answers): (Vec<_>, Vec<_>) = entries
             .into_iter()
-            .map(|entry| {
+            .map(|(entry, verified)| {
                 let (reply, answer) = oneshot::channel();
-                ((entry, reply), answer)
+                let item = Item {
+                    entry,
+                    verified,
+                    reply,
+                };
+                (item, answer)
             })
             .unzip();
         match self.tx.try_send(Job { items }) {
@@ -708,10 +742,15 @@ impl Sequencer {
         let mut replies = Vec::with_capacity(jobs.len());
         let mut refused = Vec::new();
         let mut directory = EpochDirectory::new(&self.storage);
-        for (entry, reply) in jobs.into_iter().flat_map(|job| job.items) {
+        for item in jobs.into_iter().flat_map(|job| job.items) {
+            let Item {
+                entry,
+                verified,
+                reply,
+            } = item;
             let hash = leaf_hash(&entry);
             let admitted = match forgery {
-                None => directory.admit(&entry, hash, frontier.size())?,
+                None => directory.admit(&entry, hash, frontier.size(), &verified)?,
                 Some(Forgery::SkipRules) => {
                     directory.admit_without_rules_for_tests(&entry, hash, frontier.size())?
                 }
@@ -952,6 +991,67 @@ mod tests {
         let (epoch, _) = storage.latest_checkpoint().unwrap().unwrap();
         assert_eq!(epoch, before.epoch);
         assert!(storage.entry(5).unwrap().is_none());
+    }
+
+    /// A signature verified ahead by the request handler counts only for the key it was
+    /// verified with: if the label's key changed before the sequencer reached the update, the
+    /// sequencer verifies with the key it has, and refuses an update signed by the old one.
+    #[test]
+    fn a_signature_verified_with_a_key_since_replaced_is_verified_again() {
+        use kt_core::directory::{KeyUpdate, Label, Op, Role, UserSigner};
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let signer =
+            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
+        let (mut seq, _latest) =
+            Sequencer::new(storage.clone(), signer, Frontier::new(), None).unwrap();
+        let keys: Vec<UserSigner> = (1..=3u8)
+            .map(|i| UserSigner::ed25519_from_seed([i; 32]))
+            .collect();
+        let label = Label::from_identifier("alice@example.org").unwrap();
+        let update = |version: u64, prev: Hash, by: &UserSigner, to: &UserSigner| {
+            let op = if version == 1 {
+                Op::Register
+            } else {
+                Op::Rotate
+            };
+            let u = KeyUpdate::new(label, version, prev, op, Some(to.public()), version).unwrap();
+            let u = if version == 1 {
+                u
+            } else {
+                u.sign(Role::PreviousKey, by).unwrap()
+            };
+            u.sign(Role::NewKey, to).unwrap()
+        };
+        let register = update(1, [0; 32], &keys[0], &keys[0]);
+        commit(&mut seq, std::iter::once(register.encode()));
+        // Version 2 goes to key 2; a version 3 signed by key 1 was verified ahead while key 1
+        // was still the label's key.
+        let rotate = update(2, register.leaf_hash(), &keys[0], &keys[1]);
+        let stale = update(3, rotate.leaf_hash(), &keys[0], &keys[2]);
+        let mut ahead = VerifiedSignatures::of_new_key(&stale);
+        let sig = stale.signature(Role::PreviousKey).unwrap();
+        assert!(ahead.verify(&keys[0].public(), stale.signed_bytes(), sig));
+        commit(&mut seq, std::iter::once(rotate.encode()));
+
+        let (reply, mut answer) = oneshot::channel();
+        let job = Job {
+            items: vec![Item {
+                entry: stale.encode(),
+                verified: ahead,
+                reply,
+            }],
+        };
+        seq.commit(vec![job]).unwrap();
+        let refused = answer.try_recv().unwrap().unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("previous-key signature does not verify"),
+            "{refused}"
+        );
+        assert_eq!(storage.label_state(&label).unwrap().unwrap().version, 2);
     }
 
     /// A message-log record: the sequencer refuses bytes that are no entry.
