@@ -97,6 +97,7 @@ impl From<SequencerError> for ApiError {
             SequencerError::QueueFull(waiting) => ApiError::Busy(format!(
                 "the append queue is full ({waiting} requests waiting)"
             )),
+            SequencerError::LargerThanQueue { .. } => ApiError::InvalidArgument(e.to_string()),
             SequencerError::Stopped(_) | SequencerError::DiskFull(_) => {
                 ApiError::Unavailable(e.to_string())
             }
@@ -187,6 +188,17 @@ mod tests {
             retry_after: std::time::Duration::from_millis(1_234),
         };
         assert_eq!(hint(&Status::from(ApiError::from(throttled))), 1_234);
+        // A batch larger than the whole queue is not told to retry.
+        let never = Status::from(ApiError::from(SequencerError::LargerThanQueue {
+            entries: 1_000,
+            depth: 500,
+        }));
+        assert_eq!(never.code(), tonic::Code::InvalidArgument);
+        assert!(never.metadata().get(RETRY_AFTER_KEY).is_none());
+        assert!(
+            never.message().contains("send at most 500 per call"),
+            "{never:?}"
+        );
         let other = Status::from(ApiError::NotFound("x".into()));
         assert!(other.metadata().get(RETRY_AFTER_KEY).is_none());
         assert_eq!(other.message(), "x");

@@ -60,6 +60,12 @@ pub struct SequencerConfig {
 pub enum SequencerError {
     #[error("the append queue is full ({0} requests waiting); retry after a short back-off")]
     QueueFull(usize),
+    /// Retrying cannot help: the job is larger than the whole queue.
+    #[error(
+        "{entries} entries can never fit this server's append queue of {depth} (`queue_depth`); \
+         send at most {depth} per call"
+    )]
+    LargerThanQueue { entries: usize, depth: usize },
     #[error("the sequencer is not running: {0}")]
     Stopped(String),
     #[error("{0}")]
@@ -233,6 +239,12 @@ impl SequencerHandle {
         entries: Vec<(Vec<u8>, VerifiedSignatures)>,
     ) -> Result<Vec<oneshot::Receiver<Result<Appended, SequencerError>>>, SequencerError> {
         let n = entries.len();
+        if n > self.queue_depth {
+            return Err(SequencerError::LargerThanQueue {
+                entries: n,
+                depth: self.queue_depth,
+            });
+        }
         let reserved = self
             .queued
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
@@ -1076,7 +1088,13 @@ mod tests {
         let (handle, thread) = seq.spawn(config, shutdown.clone());
         let refused = handle.append_batch((0..6).map(record).collect()).await;
         assert!(
-            matches!(refused, Err(SequencerError::QueueFull(5))),
+            matches!(
+                refused,
+                Err(SequencerError::LargerThanQueue {
+                    entries: 6,
+                    depth: 5
+                })
+            ),
             "{refused:?}"
         );
         let landed = handle
