@@ -974,6 +974,21 @@ mod tests {
         }
     }
 
+    /// A sequencer on a new RocksDB in `dir`, its storage, and its latest checkpoint.
+    fn fresh(
+        dir: &tempfile::TempDir,
+    ) -> (
+        Sequencer,
+        Arc<Storage>,
+        watch::Receiver<Arc<SignedCheckpoint>>,
+    ) {
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let signer =
+            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
+        let (seq, latest) = Sequencer::new(storage.clone(), signer, Frontier::new(), None).unwrap();
+        (seq, storage, latest)
+    }
+
     fn commit(seq: &mut Sequencer, entries: impl Iterator<Item = Vec<u8>>) {
         let jobs = entries
             .map(|entry| Job::one(entry, oneshot::channel().0))
@@ -984,11 +999,7 @@ mod tests {
     #[test]
     fn a_corrupt_in_memory_tree_is_never_signed() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(Storage::open(dir.path()).unwrap());
-        let signer =
-            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
-        let (mut seq, latest) =
-            Sequencer::new(storage.clone(), signer, Frontier::new(), None).unwrap();
+        let (mut seq, storage, latest) = fresh(&dir);
         commit(&mut seq, (0..5).map(record));
         let before = latest.borrow().checkpoint().clone();
         // Flip one bit of one right-border hash held in memory, as a memory error would.
@@ -1013,11 +1024,7 @@ mod tests {
         use kt_core::directory::{KeyUpdate, Label, Op, Role, UserSigner};
 
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(Storage::open(dir.path()).unwrap());
-        let signer =
-            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
-        let (mut seq, _latest) =
-            Sequencer::new(storage.clone(), signer, Frontier::new(), None).unwrap();
+        let (mut seq, storage, _latest) = fresh(&dir);
         let keys: Vec<UserSigner> = (1..=3u8)
             .map(|i| UserSigner::ed25519_from_seed([i; 32]))
             .collect();
@@ -1073,10 +1080,7 @@ mod tests {
     #[tokio::test]
     async fn batches_count_entries_against_the_queue_and_land_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(Storage::open(dir.path()).unwrap());
-        let signer =
-            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
-        let (seq, _latest) = Sequencer::new(storage, signer, Frontier::new(), None).unwrap();
+        let (seq, _storage, _latest) = fresh(&dir);
         let config = SequencerConfig {
             epoch_interval: Duration::from_millis(5),
             heartbeat: Duration::from_secs(3600),
@@ -1127,11 +1131,7 @@ mod tests {
     #[test]
     fn proofs_from_tile_storage_verify_across_tile_levels() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(Storage::open(dir.path()).unwrap());
-        let signer =
-            NoteSigner::from_seed(kt_core::note::KeyName::new("test/log").unwrap(), [7; 32]);
-        let (mut seq, latest) =
-            Sequencer::new(storage.clone(), signer, Frontier::new(), None).unwrap();
+        let (mut seq, storage, latest) = fresh(&dir);
         let mut rng = Lcg(42);
         let mut leaves = Vec::new();
         let mut checkpoints = vec![latest.borrow().checkpoint().clone()];
