@@ -104,6 +104,7 @@ pub struct Storage {
     path: PathBuf,
     memory: MemoryBudget,
     tile_trees: TileTrees,
+    pub(crate) map_pages: crate::directory_store::MapPageCache,
     db: RwLock<Option<Arc<DB>>>,
     /// Faults armed by tests ([`Storage::inject_fault`]); empty in a server.
     faults: Mutex<Vec<Fault>>,
@@ -186,13 +187,18 @@ impl Storage {
     /// Opens (creating if needed) the database under `path`.
     pub fn open_with(path: &Path, memory: MemoryBudget) -> Result<Self, StorageError> {
         let db = open_db(path, memory)?;
-        Ok(Storage {
+        let storage = Storage {
             path: path.to_path_buf(),
             memory,
             tile_trees: TileTrees::default(),
+            map_pages: Default::default(),
             db: RwLock::new(Some(Arc::new(db))),
             faults: Mutex::new(Vec::new()),
-        })
+        };
+        if let Some((epoch, _)) = storage.latest_checkpoint()? {
+            storage.map_pages.committed(epoch);
+        }
+        Ok(storage)
     }
 
     /// The open database. Fails only while [`Storage::reopen`] runs, or after it failed.
@@ -464,6 +470,8 @@ impl Storage {
                 "the epoch's batch reported failure (but was written)",
             ));
         }
+        // Only now, and only on success: an epoch the sequencer saw fail may be written again.
+        self.map_pages.committed(write.epoch);
         Ok(())
     }
 
