@@ -212,8 +212,7 @@ impl DirectoryService {
         // sequencer thread only applies the rules: it does not verify again a signature that
         // was verified here with the same key, and verifies any other (a key that changed in
         // between) itself.
-        let ahead = update.clone();
-        let verified = blocking_read(&self.storage, move |s| verify_ahead(s, &ahead)).await?;
+        let verified = blocking_read(&self.storage, move |s| verify_ahead(s, &update)).await?;
         let appended = self
             .sequencer
             .append_verified(bytes, verified)

@@ -332,25 +332,24 @@ mod tests {
         assert!(decode_state(&[0; 49]).is_err());
     }
 
+    /// Writes `page` at `path` under `epoch`, as an epoch's batch does.
+    /// A page and a newer version of it (one more child).
+    fn page_and_newer() -> (Page, Page) {
+        let mut page = Page::default();
+        page.children[1] = Some(kt_core::map::Child::Subpage([1; 32]));
+        let mut newer = page.clone();
+        newer.children[2] = Some(kt_core::map::Child::Subpage([2; 32]));
+        (page, newer)
+    }
+
     #[test]
     fn pages_are_read_as_of_an_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
         let root = PagePath::root();
-        let mut page = Page::default();
-        page.children[1] = Some(kt_core::map::Child::Subpage([1; 32]));
-        let mut newer = page.clone();
-        newer.children[2] = Some(kt_core::map::Child::Subpage([2; 32]));
-        for (epoch, p) in [(3, &page), (7, &newer)] {
-            let mut batch = WriteBatch::default();
-            let w = DirectoryWrite {
-                pages: vec![(root, p.clone())],
-                ..DirectoryWrite::default()
-            };
-            let db = storage.db().unwrap();
-            Storage::add_directory_writes(&db, &mut batch, epoch, &w);
-            db.write(batch).unwrap();
-        }
+        let (page, newer) = page_and_newer();
+        write_page(&storage, 3, root, &page);
+        write_page(&storage, 7, root, &newer);
         assert_eq!(storage.map_page(&root, 2).unwrap(), None);
         assert_eq!(storage.map_page(&root, 3).unwrap(), Some(page.clone()));
         assert_eq!(storage.map_page(&root, 6).unwrap(), Some(page));
@@ -380,11 +379,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
         let root = PagePath::root();
-        let mut page = Page::default();
-        page.children[1] = Some(kt_core::map::Child::Subpage([1; 32]));
-        let mut newer = page.clone();
-        newer.children[2] = Some(kt_core::map::Child::Subpage([2; 32]));
-
+        let (page, newer) = page_and_newer();
         write_page(&storage, 3, root, &page);
         storage.map_pages.committed(3);
         assert_eq!(storage.map_page(&root, 3).unwrap(), Some(page.clone()));

@@ -1029,30 +1029,27 @@ mod tests {
             .map(|i| UserSigner::ed25519_from_seed([i; 32]))
             .collect();
         let label = Label::from_identifier("alice@example.org").unwrap();
-        let update = |version: u64, prev: Hash, by: &UserSigner, to: &UserSigner| {
-            let op = if version == 1 {
-                Op::Register
-            } else {
-                Op::Rotate
-            };
-            let u = KeyUpdate::new(label, version, prev, op, Some(to.public()), version).unwrap();
-            let u = if version == 1 {
-                u
-            } else {
-                u.sign(Role::PreviousKey, by).unwrap()
-            };
-            u.sign(Role::NewKey, to).unwrap()
+        let register = KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(keys[0].public()), 1)
+            .unwrap()
+            .sign(Role::NewKey, &keys[0])
+            .unwrap();
+        let rotate = |version: u64, prev: Hash, by: &UserSigner, to: &UserSigner| {
+            KeyUpdate::new(label, version, prev, Op::Rotate, Some(to.public()), version)
+                .unwrap()
+                .sign(Role::PreviousKey, by)
+                .unwrap()
+                .sign(Role::NewKey, to)
+                .unwrap()
         };
-        let register = update(1, [0; 32], &keys[0], &keys[0]);
         commit(&mut seq, std::iter::once(register.encode()));
         // Version 2 goes to key 2; a version 3 signed by key 1 was verified ahead while key 1
         // was still the label's key.
-        let rotate = update(2, register.leaf_hash(), &keys[0], &keys[1]);
-        let stale = update(3, rotate.leaf_hash(), &keys[0], &keys[2]);
+        let rotate_to_2 = rotate(2, register.leaf_hash(), &keys[0], &keys[1]);
+        let stale = rotate(3, rotate_to_2.leaf_hash(), &keys[0], &keys[2]);
         let mut ahead = VerifiedSignatures::of_new_key(&stale);
         let sig = stale.signature(Role::PreviousKey).unwrap();
         assert!(ahead.verify(&keys[0].public(), stale.signed_bytes(), sig));
-        commit(&mut seq, std::iter::once(rotate.encode()));
+        commit(&mut seq, std::iter::once(rotate_to_2.encode()));
 
         let (reply, mut answer) = oneshot::channel();
         let job = Job {

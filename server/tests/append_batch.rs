@@ -205,7 +205,7 @@ async fn each_record_of_a_batch_costs_one_write_token() {
 /// saved state passes, and a fresh auditor on that state downloads and replays it all again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audit_of_several_download_chunks_passes_and_resumes() {
-    use kt_audit::{AuditConfig, Auditor, Outcome};
+    use kt_audit::{Auditor, Outcome};
 
     let dir = tempfile::tempdir().unwrap();
     let mut raw = common::raw_config(dir.path());
@@ -222,14 +222,7 @@ async fn an_audit_of_several_download_chunks_passes_and_resumes() {
                 .await
         }
     };
-    let audit = AuditConfig {
-        server: common::grpc_url(&server),
-        log_key: server.verifier_key.clone(),
-        state_dir: dir.path().join("audit"),
-        evidence_dir: dir.path().join("audit"),
-        tiles_url: Some(common::http_url(&server)),
-        progress: false,
-    };
+    let audit = common::audit_config(&server, &dir.path().join("audit"));
     let clean = |outcome: Outcome| match outcome {
         Outcome::Clean { size, .. } => size,
         Outcome::Violation { finding, .. } => panic!("clean log flagged: {finding:?}"),

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::directory::{code, next_update, signer, state_after, TestDirectory};
-use kt_audit::{AuditConfig, Auditor, Outcome};
+use kt_audit::{Auditor, Outcome};
 use kt_core::directory::{LabelState, Op, UserSigner};
 use tonic::Code;
 
@@ -164,15 +164,7 @@ async fn a_thousand_users_and_everything_verifies() {
     assert!(found.is_none() || found.unwrap().update.version() == 1);
 
     // The auditor replays everything and agrees.
-    let key = server.verifier_key.clone();
-    let audit = AuditConfig {
-        server: common::grpc_url(&server),
-        log_key: key,
-        state_dir: dir.path().join("audit"),
-        evidence_dir: dir.path().join("audit"),
-        tiles_url: Some(common::http_url(&server)),
-        progress: false,
-    };
+    let audit = common::audit_config(&server, &dir.path().join("audit"));
     let mut auditor = Auditor::new(audit).await.unwrap();
     match auditor.run_once().await.unwrap() {
         Outcome::Clean { .. } => {}

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kt_audit::{AuditConfig, Auditor, Outcome};
+use kt_audit::{Auditor, Outcome};
 use kt_client::{LogApi, LogClient};
 use kt_core::hash::leaf_hash;
 use kt_core::merkle::{verify_consistency, verify_inclusion};
@@ -115,14 +115,7 @@ async fn two_thousand_appends_survive_restart_and_audit() {
     assert_eq!(proved.entry, entries[7]);
 
     // The auditor downloads everything, recomputes every root and compares the HTTP tiles.
-    let audit = AuditConfig {
-        server: url.clone(),
-        log_key: key.clone(),
-        state_dir: dir.path().join("audit"),
-        evidence_dir: dir.path().join("audit"),
-        tiles_url: Some(common::http_url(&server)),
-        progress: false,
-    };
+    let audit = common::audit_config(&server, &dir.path().join("audit"));
     let mut auditor = Auditor::new(audit.clone()).await.unwrap();
     match auditor.run_once().await.unwrap() {
         Outcome::Clean { size, .. } => assert_eq!(size, total + 1),

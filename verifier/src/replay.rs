@@ -225,7 +225,11 @@ impl Replay {
     /// Applies the entry at `index` (which must be [`Replay::next_index`]), with its canonical
     /// bytes as served by the log.
     pub fn apply_entry(&mut self, index: u64, bytes: &[u8]) -> Result<(), ReplayViolation> {
-        self.apply_prepared(index, bytes, PreparedEntry::new(bytes))
+        let entry = PreparedEntry {
+            decoded: Entry::decode(bytes),
+            verified: VerifiedSignatures::default(),
+        };
+        self.apply_prepared(index, bytes, entry)
     }
 
     /// [`Replay::apply_entry`] for an entry already prepared from the same `bytes`.
@@ -524,10 +528,10 @@ mod tests {
             cp
         }
 
-        /// Replays the whole log the way the auditor walks it: genesis, then each checkpoint's
-        /// entries followed by the checkpoint.
-        /// Replays the log with each epoch's entries prepared on every core, and again one by
-        /// one: both must reach the same verdict (every test below runs both).
+        /// Replays the whole log the way the auditor walks it: each checkpoint's entries, then
+        /// the checkpoint. Twice: with each epoch's entries prepared on every core, and one by
+        /// one with every signature verified by the rules; both must reach the same verdict
+        /// (every test below runs both).
         fn replay(&self) -> Result<Replay, ReplayViolation> {
             let prepared = self.replay_with(true);
             let one_by_one = self.replay_with(false);

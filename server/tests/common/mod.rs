@@ -54,6 +54,19 @@ pub fn http_url(server: &RunningServer) -> String {
     format!("http://{}", server.http_addr)
 }
 
+/// An in-process `kt-audit` of `server` that also compares its HTTP tiles, with its state and
+/// evidence under `state_dir`.
+pub fn audit_config(server: &RunningServer, state_dir: &Path) -> kt_audit::AuditConfig {
+    kt_audit::AuditConfig {
+        server: grpc_url(server),
+        log_key: server.verifier_key.clone(),
+        state_dir: state_dir.to_owned(),
+        evidence_dir: state_dir.to_owned(),
+        tiles_url: Some(http_url(server)),
+        progress: false,
+    }
+}
+
 /// A built workspace binary (`kt`, `kt-audit`, `ktd`): they sit next to the test's `deps/`
 /// directory when the tests are built with `cargo build/test --workspace --all-targets`.
 pub fn binary(name: &str) -> std::path::PathBuf {
