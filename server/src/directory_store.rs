@@ -11,7 +11,7 @@ use kt_core::map::{Page, PagePath, PageReader};
 use rocksdb::WriteBatch;
 
 use crate::storage::{
-    Db, Storage, StorageError, CF_LABELS, CF_MAP_PAGES, CF_MESSAGES, CF_VERSIONS,
+    Db, Storage, StorageError, CF_LABELS, CF_MAP_LATEST, CF_MAP_PAGES, CF_MESSAGES, CF_VERSIONS,
 };
 
 /// The directory's changes of one epoch.
@@ -92,6 +92,18 @@ fn page_key(path: &PagePath, epoch: u64) -> Vec<u8> {
     k
 }
 
+/// `epoch (u64 BE) || page`: a page's newest version in `map_latest`.
+fn latest_value(epoch: u64, page: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + page.len());
+    v.extend_from_slice(&epoch.to_be_bytes());
+    v.extend_from_slice(page);
+    v
+}
+
+/// Marks in `meta` that `map_latest` holds the newest version of every stored page. A database
+/// written before `map_latest` existed lacks it, and gets its rows from `map_pages` on open.
+const MAP_LATEST_COMPLETE: &str = "map_latest_complete";
+
 fn label_u64_key(label: &Label, n: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..32].copy_from_slice(label.as_bytes());
@@ -154,7 +166,13 @@ impl Storage {
         w: &DirectoryWrite,
     ) {
         for (path, page) in &w.pages {
-            batch.put_cf(db.cf(CF_MAP_PAGES), page_key(path, epoch), page.encode());
+            let encoded = page.encode();
+            batch.put_cf(
+                db.cf(CF_MAP_LATEST),
+                path.key(),
+                latest_value(epoch, &encoded),
+            );
+            batch.put_cf(db.cf(CF_MAP_PAGES), page_key(path, epoch), encoded);
         }
         for (label, state) in &w.labels {
             batch.put_cf(db.cf(CF_LABELS), label.as_bytes(), encode_state(state));
@@ -210,8 +228,23 @@ impl Storage {
     }
 
     fn read_map_page(&self, path: &PagePath, epoch: u64) -> Result<Option<Page>, StorageError> {
-        let prefix = path.key();
         let db = self.db()?;
+        let Some(latest) = db.get_pinned_cf(db.cf(CF_MAP_LATEST), path.key())? else {
+            // `map_latest` has a row for every page ever written, and pages are never deleted.
+            return Ok(None);
+        };
+        if latest.len() < 8 {
+            return Err(StorageError::Corrupt(format!(
+                "the latest map page {path} has {} bytes",
+                latest.len()
+            )));
+        }
+        let (written, page) = latest.split_at(8);
+        if be_u64(written, "map page epoch")? <= epoch {
+            return decode_page(path, page).map(Some);
+        }
+        // A newer version exists: read the one of `epoch` from the history.
+        let prefix = path.key();
         let mut it = db.raw_iterator_cf(db.cf(CF_MAP_PAGES));
         it.seek_for_prev(page_key(path, epoch));
         if !it.valid() {
@@ -222,10 +255,83 @@ impl Storage {
         if key.len() != prefix.len() + 8 || !key.starts_with(&prefix) {
             return Ok(None);
         }
-        let value = it.value().expect("valid iterator has a value");
-        Page::decode(value)
-            .map(Some)
-            .map_err(|e| StorageError::Corrupt(format!("map page {path}: {e}")))
+        decode_page(path, it.value().expect("valid iterator has a value")).map(Some)
+    }
+
+    /// Fills `map_latest` from `map_pages` unless it is marked complete: once, for a database
+    /// written before `map_latest` existed (and trivially for a new one). Running it again after
+    /// an interruption writes the same rows.
+    pub(crate) fn complete_map_latest(&self) -> Result<(), StorageError> {
+        if self.meta(MAP_LATEST_COMPLETE)?.is_some() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        let mut pages = 0u64;
+        for_each_newest_page(&db, |path_key, epoch, page| {
+            batch.put_cf(db.cf(CF_MAP_LATEST), path_key, latest_value(epoch, page));
+            pages += 1;
+            if batch.size_in_bytes() > 8 << 20 {
+                db.write(std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        })?;
+        db.write(batch)?;
+        drop(db);
+        self.set_meta(MAP_LATEST_COMPLETE, "1")?;
+        if pages > 0 {
+            tracing::info!(
+                pages,
+                seconds = started.elapsed().as_secs_f64(),
+                "filled map_latest from the stored map pages"
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks that `map_latest` holds exactly the newest stored version of every page, so that
+    /// checking the map as read at the latest epoch also checks the history's newest versions
+    /// (the full start-up check). Reads both column families once, in key order.
+    pub fn check_map_latest(&self) -> Result<u64, StorageError> {
+        let db = self.db()?;
+        let mut latest = db.raw_iterator_cf(db.cf(CF_MAP_LATEST));
+        latest.seek_to_first();
+        let mut pages = 0u64;
+        let differs = |key: &[u8], why: &str| {
+            StorageError::Corrupt(format!(
+                "map page with key {} is corrupt: {why}",
+                hex::encode(key)
+            ))
+        };
+        for_each_newest_page(&db, |path_key, epoch, page| {
+            if !latest.valid() {
+                latest.status()?;
+                return Err(differs(path_key, "it has no latest copy"));
+            }
+            let key = latest.key().expect("valid iterator has a key");
+            if key != path_key {
+                return Err(differs(
+                    key.min(path_key),
+                    "the latest copies and the history name different pages",
+                ));
+            }
+            if latest.value() != Some(&latest_value(epoch, page)[..]) {
+                return Err(differs(
+                    path_key,
+                    "its latest copy differs from its newest version in the history",
+                ));
+            }
+            pages += 1;
+            latest.next();
+            Ok(())
+        })?;
+        if latest.valid() {
+            let key = latest.key().expect("valid iterator has a key");
+            return Err(differs(key, "it has a latest copy but no history"));
+        }
+        latest.status()?;
+        Ok(pages)
     }
 
     /// The map as it was at `epoch`, for proofs and for the next epoch's update.
@@ -295,6 +401,50 @@ impl Storage {
         it.status()?;
         Ok(out)
     }
+}
+
+fn decode_page(path: &PagePath, bytes: &[u8]) -> Result<Page, StorageError> {
+    Page::decode(bytes).map_err(|e| StorageError::Corrupt(format!("map page {path}: {e}")))
+}
+
+/// Calls `f(path key, epoch, page)` with the newest version of every page in `map_pages`, in
+/// the order of the path keys. A path key's length follows from its first byte (the depth), so
+/// the versions of one page are adjacent and ordered by epoch.
+fn for_each_newest_page(
+    db: &Db,
+    mut f: impl FnMut(&[u8], u64, &[u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let mut it = db.raw_iterator_cf(db.cf(CF_MAP_PAGES));
+    it.seek_to_first();
+    let mut newest: Option<(Vec<u8>, u64, Vec<u8>)> = None;
+    while it.valid() {
+        let key = it.key().expect("valid iterator has a key");
+        if key.len() < 9 {
+            return Err(StorageError::Corrupt(format!(
+                "map page key {} is too short",
+                hex::encode(key)
+            )));
+        }
+        let (path_key, epoch) = key.split_at(key.len() - 8);
+        let epoch = be_u64(epoch, "map page epoch")?;
+        if let Some((previous, ..)) = &newest {
+            if previous[..] != *path_key {
+                let (k, e, p) = newest.take().expect("checked");
+                f(&k, e, &p)?;
+            }
+        }
+        newest = Some((
+            path_key.to_vec(),
+            epoch,
+            it.value().expect("valid iterator has a value").to_vec(),
+        ));
+        it.next();
+    }
+    it.status()?;
+    if let Some((k, e, p)) = newest {
+        f(&k, e, &p)?;
+    }
+    Ok(())
 }
 
 /// The map as of one epoch, read from storage.
@@ -411,6 +561,85 @@ mod tests {
             storage.map_pages.get(&root, 5).is_none(),
             "no checkpoint stored here"
         );
+    }
+
+    /// A database written before `map_latest` existed gets its latest copies on open, from the
+    /// newest version of each page in the history; reads at every epoch stay the same.
+    #[test]
+    fn a_database_without_latest_copies_gets_them_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = PagePath::root();
+        let child = PagePath::of_label(&Label::from_bytes([0x10; 32]), 1);
+        let (page, newer) = page_and_newer();
+        {
+            let storage = Storage::open(dir.path()).unwrap();
+            for (path, epoch, page) in [(root, 3, &page), (root, 7, &newer), (child, 5, &page)] {
+                let mut key = path.key();
+                key.extend_from_slice(&u64::to_be_bytes(epoch));
+                storage.raw_put(CF_MAP_PAGES, &key, &page.encode()).unwrap();
+            }
+            storage
+                .raw_delete("meta", MAP_LATEST_COMPLETE.as_bytes())
+                .unwrap();
+            assert_eq!(
+                storage.map_page(&root, 7).unwrap(),
+                None,
+                "no latest copy yet"
+            );
+        }
+        let storage = Storage::open(dir.path()).unwrap();
+        assert_eq!(storage.check_map_latest().unwrap(), 2);
+        assert_eq!(storage.map_page(&root, 7).unwrap(), Some(newer));
+        assert_eq!(storage.map_page(&root, 6).unwrap(), Some(page.clone()));
+        assert_eq!(storage.map_page(&child, 9).unwrap(), Some(page.clone()));
+        assert_eq!(storage.map_page(&child, 4).unwrap(), None);
+    }
+
+    /// The full start-up check's comparison of the latest copies with the history catches a
+    /// copy that differs, a copy that is missing, and a copy with no history.
+    #[test]
+    fn latest_copies_that_differ_from_the_history_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let root = PagePath::root();
+        let child = PagePath::of_label(&Label::from_bytes([0x10; 32]), 1);
+        let (page, newer) = page_and_newer();
+        write_page(&storage, 3, root, &page);
+        write_page(&storage, 7, root, &newer);
+        write_page(&storage, 5, child, &page);
+        assert_eq!(storage.check_map_latest().unwrap(), 2);
+
+        let latest = |epoch: u64, page: &Page| latest_value(epoch, &page.encode());
+        let tampered: [(&str, Vec<u8>, Option<Vec<u8>>); 4] = [
+            // The root's latest copy is its older version.
+            (CF_MAP_LATEST, root.key(), Some(latest(3, &page))),
+            // The right bytes under the wrong epoch.
+            (CF_MAP_LATEST, root.key(), Some(latest(6, &newer))),
+            // The child's latest copy is gone.
+            (CF_MAP_LATEST, child.key(), None),
+            // The history's newest version of the root differs from its latest copy.
+            (CF_MAP_PAGES, page_key(&root, 7), Some(page.encode())),
+        ];
+        for (cf, key, value) in tampered {
+            let db = storage.db().unwrap();
+            let original = db.get_cf(db.cf(cf), &key).unwrap().unwrap();
+            drop(db);
+            match &value {
+                Some(v) => storage.raw_put(cf, &key, v).unwrap(),
+                None => storage.raw_delete(cf, &key).unwrap(),
+            }
+            let err = storage.check_map_latest().unwrap_err().to_string();
+            assert!(err.contains("corrupt"), "{cf} {value:?}: {err}");
+            storage.raw_put(cf, &key, &original).unwrap();
+            assert_eq!(storage.check_map_latest().unwrap(), 2);
+        }
+        // A latest copy of a page that has no history.
+        let stray = PagePath::of_label(&Label::from_bytes([0x20; 32]), 1);
+        storage
+            .raw_put(CF_MAP_LATEST, &stray.key(), &latest(5, &page))
+            .unwrap();
+        let err = storage.check_map_latest().unwrap_err().to_string();
+        assert!(err.contains("no history"), "{err}");
     }
 
     /// When full, pages of epochs older than the one being kept go first.

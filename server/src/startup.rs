@@ -77,7 +77,11 @@ pub fn recover(
         verify_entries_and_tiles(storage, size, &cp.root, epoch)?;
         verify_checkpoint_chain(storage, epoch, origin, verifier)?;
         // Every map page, not only the root: a page lower down that was altered or lost would
-        // otherwise go unnoticed until a lookup's proof failed at a client.
+        // otherwise go unnoticed until a lookup's proof failed at a client. Pages are read from
+        // their latest copies; those must equal the history's newest versions.
+        storage
+            .check_map_latest()
+            .map_err(|e| RecoveryError::Inconsistent(format!("map: {e}")))?;
         kt_core::map::verify_tree(&storage.map_at(epoch))
             .map_err(|e| RecoveryError::Inconsistent(format!("map: {e}")))?;
     }

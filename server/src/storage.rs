@@ -7,6 +7,7 @@
 //! | `checkpoints` | epoch, u64 big-endian                 | the signed checkpoint note                 |
 //! | `meta`        | ASCII name (`origin`, `verifier_key`) | UTF-8 value                                |
 //! | `map_pages`   | page path key, epoch u64 BE            | the map page as of that epoch              |
+//! | `map_latest`  | page path key                         | epoch u64 BE, the page's newest version    |
 //! | `labels`      | label (32)                            | the label's current state                  |
 //! | `versions`    | label (32), version u64 BE            | log index of that KeyUpdate, u64 BE        |
 //! | `messages`    | author label (32), sequence u64 BE    | log index of that Message, u64 BE          |
@@ -15,7 +16,9 @@
 //!
 //! The directory's column families are in `crate::directory_store`. Map pages are versioned by
 //! epoch (a page is rewritten under the epoch that changed it), so a lookup at any past epoch
-//! reads the newest version of each page at or below that epoch.
+//! reads the newest version of each page at or below that epoch. `map_latest` holds each page's
+//! newest version again, under a key without the epoch, so that reading a page at the latest
+//! epoch (every lookup) is a point read that Bloom filters serve, not a seek through every level.
 //!
 //! Big-endian keys make RocksDB's byte order the numeric order, so ranges are iterator scans and
 //! the latest checkpoint is the last key. Hashes are stored as C2SP tiles (256 hashes of one tree
@@ -43,17 +46,19 @@ const CF_TILES: &str = "tiles";
 const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_META: &str = "meta";
 pub(crate) const CF_MAP_PAGES: &str = "map_pages";
+pub(crate) const CF_MAP_LATEST: &str = "map_latest";
 pub(crate) const CF_LABELS: &str = "labels";
 pub(crate) const CF_VERSIONS: &str = "versions";
 pub(crate) const CF_MESSAGES: &str = "messages";
 pub(crate) const CF_VRF_PROOFS: &str = "vrf_proofs";
 const CF_COSIGNATURES: &str = "cosignatures";
-const COLUMN_FAMILIES: [&str; 10] = [
+const COLUMN_FAMILIES: [&str; 11] = [
     CF_ENTRIES,
     CF_TILES,
     CF_CHECKPOINTS,
     CF_META,
     CF_MAP_PAGES,
+    CF_MAP_LATEST,
     CF_LABELS,
     CF_VERSIONS,
     CF_MESSAGES,
@@ -195,6 +200,7 @@ impl Storage {
             db: RwLock::new(Some(Arc::new(db))),
             faults: Mutex::new(Vec::new()),
         };
+        storage.complete_map_latest()?;
         if let Some((epoch, _)) = storage.latest_checkpoint()? {
             storage.map_pages.committed(epoch);
         }

@@ -93,45 +93,70 @@ async fn clean_restart_keeps_serving() {
 }
 
 /// A map page below the root, altered at the latest epoch: the root page still gives the signed
-/// map root, so only the full check's walk of every page notices.
+/// map root, so only the full check's walk of every page notices. Each page is stored twice (its
+/// history under the epoch, its latest copy under the path alone): altering one makes the two
+/// differ, and altering both alike is caught by the walk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_map_page_below_the_root_refuses_a_full_start() {
     use common::directory::{next_update, signer, TestDirectory};
     use kt_core::directory::Op;
     use kt_core::map::{Child, PagePath, PageReader};
 
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let mut directory = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
-    // Enough labels that the root page has subpages.
-    for n in 0..200u64 {
-        let label = directory.label(&format!("user{n}@example.org")).await;
-        let update = next_update(&label, None, Op::Register, None, Some(&signer(n)));
-        directory.submit(&update).await.unwrap();
-    }
-    server.shutdown().await;
-
-    {
-        let db = open_db(dir.path());
-        let (epoch, _) = db.latest_checkpoint().unwrap().unwrap();
-        let map = db.map_at(epoch);
-        let root = map.read_page(&PagePath::root()).unwrap().unwrap();
-        let slot = root
-            .children
-            .iter()
-            .position(|c| matches!(c, Some(Child::Subpage(_))))
-            .expect("200 labels fill more than the root page");
-        let path = PagePath::root().child(slot).unwrap();
-        let mut page = map.read_page(&path).unwrap().unwrap();
-        let child = page.children.iter_mut().flatten().next().unwrap();
-        match child {
-            Child::Leaf { value, .. } => value.version += 1,
-            Child::Subpage(hash) => hash[0] ^= 1,
+    for altered in [
+        &["map_pages"][..],
+        &["map_latest"],
+        &["map_pages", "map_latest"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = common::start(dir.path()).await;
+        let mut directory = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
+        // Enough labels that the root page has subpages.
+        for n in 0..200u64 {
+            let label = directory.label(&format!("user{n}@example.org")).await;
+            let update = next_update(&label, None, Op::Register, None, Some(&signer(n)));
+            directory.submit(&update).await.unwrap();
         }
-        let mut key = path.key();
-        key.extend_from_slice(&epoch.to_be_bytes());
-        db.raw_put("map_pages", &key, &page.encode()).unwrap();
+        server.shutdown().await;
+
+        {
+            let db = open_db(dir.path());
+            let (epoch, _) = db.latest_checkpoint().unwrap().unwrap();
+            let map = db.map_at(epoch);
+            let root = map.read_page(&PagePath::root()).unwrap().unwrap();
+            let slot = root
+                .children
+                .iter()
+                .position(|c| matches!(c, Some(Child::Subpage(_))))
+                .expect("200 labels fill more than the root page");
+            let path = PagePath::root().child(slot).unwrap();
+            let mut page = map.read_page(&path).unwrap().unwrap();
+            let child = page.children.iter_mut().flatten().next().unwrap();
+            match child {
+                Child::Leaf { value, .. } => value.version += 1,
+                Child::Subpage(hash) => hash[0] ^= 1,
+            }
+            // The page's newest version was written at some epoch up to the latest: overwrite
+            // the row that is there (its epoch is in the latest copy's first 8 bytes).
+            let latest_row = db
+                .every_row()
+                .unwrap()
+                .into_iter()
+                .find(|(cf, k, _)| cf == "map_latest" && **k == path.key()[..])
+                .expect("every page has a latest copy");
+            let written = &latest_row.2[..8];
+            if altered.contains(&"map_pages") {
+                let key = [&path.key()[..], written].concat();
+                db.raw_put("map_pages", &key, &page.encode()).unwrap();
+            }
+            if altered.contains(&"map_latest") {
+                let value = [written, &page.encode()[..]].concat();
+                db.raw_put("map_latest", &path.key(), &value).unwrap();
+            }
+        }
+        let err = start_error(dir.path()).await;
+        assert!(
+            err.contains("map page") && err.contains("corrupt"),
+            "{altered:?}: {err}"
+        );
     }
-    let err = start_error(dir.path()).await;
-    assert!(err.contains("map page") && err.contains("corrupt"), "{err}");
 }
