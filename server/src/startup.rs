@@ -75,6 +75,9 @@ pub fn recover(
     }
     if check == StartupCheck::Full {
         verify_entries_and_tiles(storage, size, &cp.root, epoch)?;
+        storage
+            .check_tile_nodes()
+            .map_err(|e| RecoveryError::Inconsistent(e.to_string()))?;
         verify_checkpoint_chain(storage, epoch, origin, verifier)?;
         // Every map page, not only the root: a page lower down that was altered or lost would
         // otherwise go unnoticed until a lookup's proof failed at a client. Pages are read from

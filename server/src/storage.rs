@@ -4,6 +4,7 @@
 //! |---------------|---------------------------------------|--------------------------------------------|
 //! | `entries`     | index, u64 big-endian                 | canonical entry bytes                      |
 //! | `tiles`       | tile level u8, tile index u64 BE      | the tile's hashes, 32 bytes each (1..=256) |
+//! | `tile_nodes`  | tile level u8, tile index u64 BE      | a full tile's inner nodes (255 hashes)     |
 //! | `checkpoints` | epoch, u64 big-endian                 | the signed checkpoint note                 |
 //! | `meta`        | ASCII name (`origin`, `verifier_key`) | UTF-8 value                                |
 //! | `map_pages`   | page path key, epoch u64 BE            | the map page as of that epoch              |
@@ -43,6 +44,7 @@ use thiserror::Error;
 
 const CF_ENTRIES: &str = "entries";
 const CF_TILES: &str = "tiles";
+const CF_TILE_NODES: &str = "tile_nodes";
 const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_META: &str = "meta";
 pub(crate) const CF_MAP_PAGES: &str = "map_pages";
@@ -52,9 +54,10 @@ pub(crate) const CF_VERSIONS: &str = "versions";
 pub(crate) const CF_MESSAGES: &str = "messages";
 pub(crate) const CF_VRF_PROOFS: &str = "vrf_proofs";
 const CF_COSIGNATURES: &str = "cosignatures";
-const COLUMN_FAMILIES: [&str; 11] = [
+const COLUMN_FAMILIES: [&str; 12] = [
     CF_ENTRIES,
     CF_TILES,
+    CF_TILE_NODES,
     CF_CHECKPOINTS,
     CF_META,
     CF_MAP_PAGES,
@@ -522,8 +525,11 @@ fn check_tile_bytes(level: u8, index: u64, bytes: &[u8]) -> Result<(), StorageEr
 }
 
 /// Reads Merkle nodes from tiles. A node at tree level `l` is the subtree root of `2^(l % 8)`
-/// consecutive hashes of the tile at level `l / 8`, recomputed here (at most 255 SHA-256 calls,
-/// far cheaper than the extra RocksDB reads a key-per-node layout would cost).
+/// consecutive hashes of the tile at level `l / 8`. For a full tile, which never changes, these
+/// roots are stored once computed (`tile_nodes`): an inclusion proof needs up to eight of them
+/// from its bottom tile, and recomputing them costs up to 247 SHA-256 calls, which profiles
+/// showed to be the largest cost of lookups at 10^7 users after the map (docs/performance.md).
+/// Partial tiles are computed, with recently used trees kept in [`TileTrees`].
 impl HashReader for Storage {
     type Error = StorageError;
 
@@ -533,14 +539,48 @@ impl HashReader for Storage {
         keys.sort_unstable();
         keys.dedup();
         let db = self.db()?;
-        let cf = db.cf(CF_TILES);
-        let raw = db.multi_get_cf(keys.iter().map(|(l, i)| (cf, tile_key(*l, *i))));
+        let (tiles_cf, nodes_cf) = (db.cf(CF_TILES), db.cf(CF_TILE_NODES));
+        let tile_keys = keys.iter().map(|(l, i)| tile_key(*l, *i));
+        let mut raw = db.multi_get_cf(
+            tile_keys
+                .clone()
+                .map(|k| (tiles_cf, k))
+                .chain(tile_keys.map(|k| (nodes_cf, k))),
+        );
+        let stored_nodes = raw.split_off(keys.len());
         let mut tiles = std::collections::HashMap::with_capacity(keys.len());
-        for ((level, index), value) in keys.iter().zip(raw) {
+        let mut computed = WriteBatch::default();
+        for (((level, index), value), nodes) in keys.iter().zip(raw).zip(stored_nodes) {
             let bytes = value?
                 .ok_or_else(|| StorageError::Corrupt(format!("tile {level}/{index} is missing")))?;
             check_tile_bytes(*level, *index, &bytes)?;
-            tiles.insert((*level, *index), self.tile_trees.get(*level, *index, bytes));
+            let tree = match nodes? {
+                Some(nodes) if bytes.len() == FULL_TILE_BYTES => {
+                    Arc::new(TileTree::from_stored(bytes, &nodes).ok_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "the inner nodes of tile {level}/{index} have {} bytes",
+                            nodes.len()
+                        ))
+                    })?)
+                }
+                _ => {
+                    let tree = self.tile_trees.get(*level, *index, bytes);
+                    if let Some(nodes) = tree.inner_nodes() {
+                        computed.put_cf(nodes_cf, tile_key(*level, *index), nodes);
+                    }
+                    tree
+                }
+            };
+            tiles.insert((*level, *index), tree);
+        }
+        if !computed.is_empty() {
+            // Derived from the stored tile, so not part of any epoch: a row lost in a crash is
+            // computed again, and failing to store one only costs the next read the hashing.
+            let mut wo = WriteOptions::default();
+            wo.disable_wal(true);
+            if let Err(e) = db.write_opt(computed, &wo) {
+                tracing::warn!("storing the inner nodes of full tiles: {e}");
+            }
         }
         ids.iter()
             .zip(places)
@@ -555,6 +595,48 @@ impl HashReader for Storage {
             .collect()
     }
 }
+
+impl Storage {
+    /// Checks every stored inner-node row against its full tile (the full start-up check), and
+    /// returns how many there are.
+    pub fn check_tile_nodes(&self) -> Result<u64, StorageError> {
+        let db = self.db()?;
+        let mut it = db.raw_iterator_cf(db.cf(CF_TILE_NODES));
+        it.seek_to_first();
+        let mut rows = 0u64;
+        while it.valid() {
+            let key = it.key().expect("valid iterator has a key");
+            let (level, index) = match <[u8; 9]>::try_from(key) {
+                Ok(k) => (
+                    k[0],
+                    u64::from_be_bytes(k[1..].try_into().expect("8 bytes")),
+                ),
+                Err(_) => {
+                    return Err(StorageError::Corrupt(format!(
+                        "tile node key {} is not 9 bytes",
+                        hex::encode(key)
+                    )))
+                }
+            };
+            let bytes = self.tile(level, index)?.unwrap_or_default();
+            let computed = (bytes.len() == FULL_TILE_BYTES)
+                .then(|| TileTree::new(bytes).inner_nodes())
+                .flatten();
+            if computed.as_deref() != it.value() {
+                return Err(StorageError::Corrupt(format!(
+                    "the stored inner nodes of tile {level}/{index} are not those of the tile"
+                )));
+            }
+            rows += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok(rows)
+    }
+}
+
+/// Bytes of a tile of [`TILE_WIDTH`] hashes.
+const FULL_TILE_BYTES: usize = TILE_WIDTH as usize * HASH_SIZE;
 
 /// Every complete subtree root of one tile's row of hashes: `levels[r][j]` is the root of the
 /// `2^r` hashes from `j·2^r`. A proof needs up to eight of them per tile it crosses, and
@@ -583,6 +665,35 @@ impl TileTree {
             levels.push(above);
         }
         TileTree { bytes, levels }
+    }
+
+    /// A full tile's tree from its bytes and its stored [`TileTree::inner_nodes`], if they
+    /// have the right length.
+    fn from_stored(bytes: Vec<u8>, inner: &[u8]) -> Option<TileTree> {
+        if bytes.len() != FULL_TILE_BYTES || inner.len() != FULL_TILE_BYTES - HASH_SIZE {
+            return None;
+        }
+        let hashes = |b: &[u8]| -> Vec<Hash> {
+            b.chunks_exact(HASH_SIZE)
+                .map(|c| Hash::try_from(c).expect("chunks are 32 bytes"))
+                .collect()
+        };
+        let mut levels = vec![hashes(&bytes)];
+        let mut rest = inner;
+        let mut width = TILE_WIDTH as usize / 2;
+        while width >= 1 {
+            let (level, after) = rest.split_at(width * HASH_SIZE);
+            levels.push(hashes(level));
+            rest = after;
+            width /= 2;
+        }
+        Some(TileTree { bytes, levels })
+    }
+
+    /// Levels 1 to 8 of a full tile's tree (128 + 64 + ... + 1 = 255 hashes), as stored in
+    /// `tile_nodes`; `None` for a partial tile, whose tree changes as it grows.
+    fn inner_nodes(&self) -> Option<Vec<u8>> {
+        (self.bytes.len() == FULL_TILE_BYTES).then(|| self.levels[1..].concat().concat())
     }
 
     /// The root of the `count` (a power of two) hashes from `offset`, if the row holds them.
@@ -661,6 +772,80 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A full tile's stored inner nodes give the same tree as its hashes; other lengths are
+    /// refused, and a partial tile has no inner nodes to store.
+    #[test]
+    fn a_full_tile_tree_round_trips_through_its_stored_inner_nodes() {
+        let computed = TileTree::new(row(256, 4));
+        let inner = computed.inner_nodes().unwrap();
+        assert_eq!(inner.len(), 255 * HASH_SIZE);
+        let stored = TileTree::from_stored(row(256, 4), &inner).unwrap();
+        assert_eq!(stored.levels, computed.levels);
+        assert!(TileTree::from_stored(row(256, 4), &inner[HASH_SIZE..]).is_none());
+        assert!(TileTree::from_stored(row(255, 4), &inner).is_none());
+        assert_eq!(TileTree::new(row(255, 4)).inner_nodes(), None);
+    }
+
+    /// Reading nodes of a full tile stores its inner nodes, and later reads use them (a
+    /// tampered row shows in the answer, and the full check finds it); a partial tile stores
+    /// nothing.
+    #[test]
+    fn full_tiles_keep_their_inner_nodes_once_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        storage
+            .raw_put(CF_TILES, &tile_key(0, 0), &row(256, 5))
+            .unwrap();
+        storage
+            .raw_put(CF_TILES, &tile_key(0, 1), &row(40, 6))
+            .unwrap();
+        let stored = |index| {
+            let db = storage.db().unwrap();
+            db.get_cf(db.cf(CF_TILE_NODES), tile_key(0, index)).unwrap()
+        };
+        // Level 7 is the root of 128 hashes: both halves of tile 0, a node inside it, and a
+        // hash of tile 1.
+        let ids = [
+            NodeId { level: 7, index: 0 },
+            NodeId { level: 7, index: 1 },
+            NodeId {
+                level: 3,
+                index: 13,
+            },
+            NodeId {
+                level: 0,
+                index: 256 + 39,
+            },
+        ];
+        let fresh = storage.read_hashes(&ids).unwrap();
+        let want = TileTree::new(row(256, 5));
+        assert_eq!(
+            fresh[..3],
+            [want.levels[7][0], want.levels[7][1], want.levels[3][13]]
+        );
+        assert_eq!(stored(0), want.inner_nodes());
+        assert_eq!(stored(1), None, "a partial tile changes as it grows");
+        assert_eq!(storage.check_tile_nodes().unwrap(), 1);
+        assert_eq!(storage.read_hashes(&ids).unwrap(), fresh);
+
+        let mut tampered = want.inner_nodes().unwrap();
+        tampered[0] ^= 1; // level 1, node 0: the root of hashes 0 and 1
+        storage
+            .raw_put(CF_TILE_NODES, &tile_key(0, 0), &tampered)
+            .unwrap();
+        let read = storage
+            .read_hashes(&[NodeId { level: 1, index: 0 }])
+            .unwrap();
+        assert_ne!(read[0], want.levels[1][0], "the stored row is what is read");
+        let err = storage.check_tile_nodes().unwrap_err().to_string();
+        assert!(err.contains("tile 0/0"), "{err}");
+        storage
+            .raw_put(CF_TILE_NODES, &tile_key(0, 0), &tampered[1..])
+            .unwrap();
+        let err = storage.read_hashes(&ids).unwrap_err().to_string();
+        assert!(err.contains("inner nodes of tile 0/0"), "{err}");
     }
 
     /// A cached tree is used only for the very bytes it was built from.

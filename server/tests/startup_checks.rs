@@ -160,3 +160,31 @@ async fn altered_map_page_below_the_root_refuses_a_full_start() {
         );
     }
 }
+
+/// The inner nodes kept for a full tile are derived data that proofs are built from: one that
+/// no longer matches its tile refuses a full start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_inner_nodes_of_a_full_tile_refuse_a_full_start() {
+    use kt_core::merkle::{HashReader, NodeId};
+
+    let dir = tempfile::tempdir().unwrap();
+    log_with_entries(dir.path(), 260).await;
+    {
+        let db = open_db(dir.path());
+        // A node inside the first tile, which is full: reading it keeps the tile's inner nodes.
+        let node = db.read_hashes(&[NodeId { level: 4, index: 3 }]).unwrap()[0];
+        let key = [0u8; 9]; // tile level 0, index 0
+        let row = db
+            .every_row()
+            .unwrap()
+            .into_iter()
+            .find(|(cf, k, _)| cf == "tile_nodes" && **k == key)
+            .expect("the inner nodes of the full tile 0/0 are stored");
+        let mut altered = row.2.to_vec();
+        altered[0] ^= 1;
+        db.raw_put("tile_nodes", &key, &altered).unwrap();
+        assert_eq!(db.read_hashes(&[NodeId { level: 4, index: 3 }]).unwrap()[0], node);
+    }
+    let err = start_error(dir.path()).await;
+    assert!(err.contains("inner nodes of tile 0/0"), "{err}");
+}
