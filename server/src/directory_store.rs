@@ -610,7 +610,7 @@ mod tests {
         assert_eq!(storage.check_map_latest().unwrap(), 2);
 
         let latest = |epoch: u64, page: &Page| latest_value(epoch, &page.encode());
-        let tampered: [(&str, Vec<u8>, Option<Vec<u8>>); 4] = [
+        let tampered = [
             // The root's latest copy is its older version.
             (CF_MAP_LATEST, root.key(), Some(latest(3, &page))),
             // The right bytes under the wrong epoch.

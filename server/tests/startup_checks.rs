@@ -183,7 +183,10 @@ async fn altered_inner_nodes_of_a_full_tile_refuse_a_full_start() {
         let mut altered = row.2.to_vec();
         altered[0] ^= 1;
         db.raw_put("tile_nodes", &key, &altered).unwrap();
-        assert_eq!(db.read_hashes(&[NodeId { level: 4, index: 3 }]).unwrap()[0], node);
+        assert_eq!(
+            db.read_hashes(&[NodeId { level: 4, index: 3 }]).unwrap()[0],
+            node
+        );
     }
     let err = start_error(dir.path()).await;
     assert!(err.contains("inner nodes of tile 0/0"), "{err}");
