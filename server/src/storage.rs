@@ -540,38 +540,34 @@ impl HashReader for Storage {
         keys.dedup();
         let db = self.db()?;
         let (tiles_cf, nodes_cf) = (db.cf(CF_TILES), db.cf(CF_TILE_NODES));
-        let tile_keys = keys.iter().map(|(l, i)| tile_key(*l, *i));
-        let mut raw = db.multi_get_cf(
-            tile_keys
-                .clone()
-                .map(|k| (tiles_cf, k))
-                .chain(tile_keys.map(|k| (nodes_cf, k))),
-        );
-        let stored_nodes = raw.split_off(keys.len());
-        let mut tiles = std::collections::HashMap::with_capacity(keys.len());
+        // Sorted, as big-endian keys sort like the tuples; read pinned, without copying.
+        let tile_keys: Vec<[u8; 9]> = keys.iter().map(|(l, i)| tile_key(*l, *i)).collect();
+        let rows = db.batched_multi_get_cf(tiles_cf, &tile_keys, true);
+        let stored_nodes = db.batched_multi_get_cf(nodes_cf, &tile_keys, true);
+        let mut tiles = Vec::with_capacity(keys.len());
         let mut computed = WriteBatch::default();
-        for (((level, index), value), nodes) in keys.iter().zip(raw).zip(stored_nodes) {
-            let bytes = value?
+        for (((level, index), row), nodes) in keys.iter().zip(rows).zip(stored_nodes) {
+            let row = row?
                 .ok_or_else(|| StorageError::Corrupt(format!("tile {level}/{index} is missing")))?;
-            check_tile_bytes(*level, *index, &bytes)?;
-            let tree = match nodes? {
-                Some(nodes) if bytes.len() == FULL_TILE_BYTES => {
-                    Arc::new(TileTree::from_stored(bytes, &nodes).ok_or_else(|| {
-                        StorageError::Corrupt(format!(
+            check_tile_bytes(*level, *index, &row)?;
+            tiles.push(match nodes? {
+                Some(inner) if row.len() == FULL_TILE_BYTES => {
+                    if inner.len() != FULL_TILE_BYTES - HASH_SIZE {
+                        return Err(StorageError::Corrupt(format!(
                             "the inner nodes of tile {level}/{index} have {} bytes",
-                            nodes.len()
-                        ))
-                    })?)
+                            inner.len()
+                        )));
+                    }
+                    TileNodes::Stored { row, inner }
                 }
                 _ => {
-                    let tree = self.tile_trees.get(*level, *index, bytes);
+                    let tree = self.tile_trees.get(*level, *index, row.to_vec());
                     if let Some(nodes) = tree.inner_nodes() {
                         computed.put_cf(nodes_cf, tile_key(*level, *index), nodes);
                     }
-                    tree
+                    TileNodes::Computed(tree)
                 }
-            };
-            tiles.insert((*level, *index), tree);
+            });
         }
         if !computed.is_empty() {
             // Derived from the stored tile, so not part of any epoch: a row lost in a crash is
@@ -585,7 +581,10 @@ impl HashReader for Storage {
         ids.iter()
             .zip(places)
             .map(|(id, (level, index, offset, count))| {
-                tiles[&(level, index)].node(offset, count).ok_or_else(|| {
+                let at = keys
+                    .binary_search(&(level, index))
+                    .expect("every tile was read above");
+                tiles[at].node(offset, count).ok_or_else(|| {
                     StorageError::Corrupt(format!(
                         "tile {level}/{index} is too short for node {}/{}",
                         id.level, id.index
@@ -594,6 +593,42 @@ impl HashReader for Storage {
             })
             .collect()
     }
+}
+
+/// The nodes of one tile for one read: a full tile's stored row and inner nodes as RocksDB
+/// holds them, or a tree computed from the row.
+enum TileNodes<'a> {
+    Stored {
+        row: rocksdb::DBPinnableSlice<'a>,
+        inner: rocksdb::DBPinnableSlice<'a>,
+    },
+    Computed(Arc<TileTree>),
+}
+
+impl TileNodes<'_> {
+    /// The root of the `count` (a power of two) hashes from `offset`, if the tile holds them.
+    fn node(&self, offset: u16, count: u16) -> Option<Hash> {
+        match self {
+            TileNodes::Computed(tree) => tree.node(offset, count),
+            TileNodes::Stored { row, inner } => stored_node(row, inner, offset, count),
+        }
+    }
+}
+
+/// [`TileTree::node`] of a full tile from its row and its [`TileTree::inner_nodes`]: level `r`
+/// of the tree starts after the `128 + 64 + ... + 2^(8 - r + 1)` hashes of the levels below it.
+fn stored_node(row: &[u8], inner: &[u8], offset: u16, count: u16) -> Option<Hash> {
+    let level = count.trailing_zeros();
+    let index = usize::from(offset) >> level;
+    let (hashes, at) = match level {
+        0 => (row, index),
+        _ => {
+            let width = TILE_WIDTH as usize;
+            (inner, width - (width >> (level - 1)) + index)
+        }
+    };
+    let bytes = hashes.get(at * HASH_SIZE..(at + 1) * HASH_SIZE)?;
+    Some(bytes.try_into().expect("32 bytes"))
 }
 
 impl Storage {
@@ -665,29 +700,6 @@ impl TileTree {
             levels.push(above);
         }
         TileTree { bytes, levels }
-    }
-
-    /// A full tile's tree from its bytes and its stored [`TileTree::inner_nodes`], if they
-    /// have the right length.
-    fn from_stored(bytes: Vec<u8>, inner: &[u8]) -> Option<TileTree> {
-        if bytes.len() != FULL_TILE_BYTES || inner.len() != FULL_TILE_BYTES - HASH_SIZE {
-            return None;
-        }
-        let hashes = |b: &[u8]| -> Vec<Hash> {
-            b.chunks_exact(HASH_SIZE)
-                .map(|c| Hash::try_from(c).expect("chunks are 32 bytes"))
-                .collect()
-        };
-        let mut levels = vec![hashes(&bytes)];
-        let mut rest = inner;
-        let mut width = TILE_WIDTH as usize / 2;
-        while width >= 1 {
-            let (level, after) = rest.split_at(width * HASH_SIZE);
-            levels.push(hashes(level));
-            rest = after;
-            width /= 2;
-        }
-        Some(TileTree { bytes, levels })
     }
 
     /// Levels 1 to 8 of a full tile's tree (128 + 64 + ... + 1 = 255 hashes), as stored in
@@ -774,17 +786,26 @@ mod tests {
         }
     }
 
-    /// A full tile's stored inner nodes give the same tree as its hashes; other lengths are
-    /// refused, and a partial tile has no inner nodes to store.
+    /// Every node of a full tile read from its row and stored inner nodes is the node its
+    /// computed tree gives; a partial tile has no inner nodes to store.
     #[test]
-    fn a_full_tile_tree_round_trips_through_its_stored_inner_nodes() {
-        let computed = TileTree::new(row(256, 4));
-        let inner = computed.inner_nodes().unwrap();
+    fn stored_inner_nodes_give_every_node_of_a_full_tile() {
+        let bytes = row(256, 4);
+        let tree = TileTree::new(bytes.clone());
+        let inner = tree.inner_nodes().unwrap();
         assert_eq!(inner.len(), 255 * HASH_SIZE);
-        let stored = TileTree::from_stored(row(256, 4), &inner).unwrap();
-        assert_eq!(stored.levels, computed.levels);
-        assert!(TileTree::from_stored(row(256, 4), &inner[HASH_SIZE..]).is_none());
-        assert!(TileTree::from_stored(row(255, 4), &inner).is_none());
+        for r in 0..=8u32 {
+            let count = 1u16 << r;
+            for offset in (0..256u16).step_by(usize::from(count)) {
+                let want = tree.node(offset, count);
+                assert!(want.is_some());
+                assert_eq!(
+                    stored_node(&bytes, &inner, offset, count),
+                    want,
+                    "{r}/{offset}"
+                );
+            }
+        }
         assert_eq!(TileTree::new(row(255, 4)).inner_nodes(), None);
     }
 
