@@ -310,11 +310,12 @@ impl Storage {
                 return Err(differs(path_key, "it has no latest copy"));
             }
             let key = latest.key().expect("valid iterator has a key");
-            if key != path_key {
-                return Err(differs(
-                    key.min(path_key),
-                    "the latest copies and the history name different pages",
-                ));
+            // Both are in path order: the smaller key is the page that only one of them has.
+            if key < path_key {
+                return Err(differs(key, "it has a latest copy but no history"));
+            }
+            if key > path_key {
+                return Err(differs(path_key, "it has no latest copy"));
             }
             if latest.value() != Some(&latest_value(epoch, page)[..]) {
                 return Err(differs(
@@ -612,15 +613,25 @@ mod tests {
         let latest = |epoch: u64, page: &Page| latest_value(epoch, &page.encode());
         let tampered = [
             // The root's latest copy is its older version.
-            (CF_MAP_LATEST, root.key(), Some(latest(3, &page))),
+            (CF_MAP_LATEST, root.key(), Some(latest(3, &page)), "differs"),
             // The right bytes under the wrong epoch.
-            (CF_MAP_LATEST, root.key(), Some(latest(6, &newer))),
+            (
+                CF_MAP_LATEST,
+                root.key(),
+                Some(latest(6, &newer)),
+                "differs",
+            ),
             // The child's latest copy is gone.
-            (CF_MAP_LATEST, child.key(), None),
+            (CF_MAP_LATEST, child.key(), None, "no latest copy"),
             // The history's newest version of the root differs from its latest copy.
-            (CF_MAP_PAGES, page_key(&root, 7), Some(page.encode())),
+            (
+                CF_MAP_PAGES,
+                page_key(&root, 7),
+                Some(page.encode()),
+                "differs",
+            ),
         ];
-        for (cf, key, value) in tampered {
+        for (cf, key, value, why) in tampered {
             let db = storage.db().unwrap();
             let original = db.get_cf(db.cf(cf), &key).unwrap().unwrap();
             drop(db);
@@ -629,17 +640,23 @@ mod tests {
                 None => storage.raw_delete(cf, &key).unwrap(),
             }
             let err = storage.check_map_latest().unwrap_err().to_string();
-            assert!(err.contains("corrupt"), "{cf} {value:?}: {err}");
+            assert!(
+                err.contains("corrupt") && err.contains(why),
+                "{cf} {value:?}: {err}"
+            );
             storage.raw_put(cf, &key, &original).unwrap();
             assert_eq!(storage.check_map_latest().unwrap(), 2);
         }
-        // A latest copy of a page that has no history.
-        let stray = PagePath::of_label(&Label::from_bytes([0x20; 32]), 1);
-        storage
-            .raw_put(CF_MAP_LATEST, &stray.key(), &latest(5, &page))
-            .unwrap();
-        let err = storage.check_map_latest().unwrap_err().to_string();
-        assert!(err.contains("no history"), "{err}");
+        // A latest copy of a page that has no history, sorting before or after the real ones.
+        for stray in [0x00, 0x20] {
+            let stray = PagePath::of_label(&Label::from_bytes([stray; 32]), 1);
+            storage
+                .raw_put(CF_MAP_LATEST, &stray.key(), &latest(5, &page))
+                .unwrap();
+            let err = storage.check_map_latest().unwrap_err().to_string();
+            assert!(err.contains("no history"), "{err}");
+            storage.raw_delete(CF_MAP_LATEST, &stray.key()).unwrap();
+        }
     }
 
     /// When full, pages of epochs older than the one being kept go first.
