@@ -183,6 +183,8 @@ async fn altered_inner_nodes_of_a_full_tile_refuse_a_full_start() {
         let mut altered = row.2.to_vec();
         altered[0] ^= 1;
         db.raw_put("tile_nodes", &key, &altered).unwrap();
+        // The altered hash (level 1, node 0) is not below this node: reads of it are unchanged,
+        // so only a check of every row notices.
         assert_eq!(
             db.read_hashes(&[NodeId { level: 4, index: 3 }]).unwrap()[0],
             node
