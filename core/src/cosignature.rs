@@ -33,8 +33,10 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::hash::sha256;
-use crate::note::{check_text, KeyName, Note, NoteError, NoteSignature, MAX_NOTE_SIZE, SIG_PREFIX};
+use crate::note::{
+    check_text, encode_key, key_id_of_type, parse_key_parts, KeyName, Note, NoteError,
+    NoteSignature, MAX_NOTE_SIZE, SIG_PREFIX,
+};
 
 /// Signature type identifier of Ed25519 `cosignature/v1` keys.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -81,13 +83,7 @@ pub enum CosignatureError {
 
 /// `SHA-256(name || 0x0A || 0x04 || public key)[:4]` as a big-endian `u32`.
 pub fn key_id(name: &KeyName, public_key: &VerifyingKey) -> u32 {
-    let mut data = Vec::with_capacity(name.as_str().len() + 2 + 32);
-    data.extend_from_slice(name.as_str().as_bytes());
-    data.push(b'\n');
-    data.push(ALG_COSIGNATURE_V1);
-    data.extend_from_slice(public_key.as_bytes());
-    let h = sha256(&data);
-    u32::from_be_bytes([h[0], h[1], h[2], h[3]])
+    key_id_of_type(name, ALG_COSIGNATURE_V1, public_key.as_bytes())
 }
 
 /// A checkpoint text a cosigner will sign: a note text (ends in a newline, no control
@@ -127,19 +123,13 @@ impl Cosigner {
     pub fn parse(s: &str) -> Result<Self, CosignatureError> {
         let bad = CosignatureError::MalformedPrivateKey;
         let rest = s.trim().strip_prefix("PRIVATE+KEY+").ok_or(bad.clone())?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(seed_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad);
-        };
-        let name = KeyName::new(name)?;
-        let raw = BASE64.decode(seed_b64).map_err(|_| bad.clone())?;
-        let seed: [u8; 32] = match raw.split_first() {
-            Some((&ALG_COSIGNATURE_V1, rest)) => rest.try_into().map_err(|_| bad.clone())?,
-            _ => return Err(bad),
-        };
+        let (name, id, seed) = parse_key_parts(rest, ALG_COSIGNATURE_V1).map_err(|e| match e {
+            // A bad name is reported as such; anything else about a secret is not echoed.
+            NoteError::InvalidKeyName { .. } => e.into(),
+            _ => bad.clone(),
+        })?;
         let cosigner = Self::from_seed(name, seed);
-        if id_hex != format!("{:08x}", cosigner.id) {
+        if id != cosigner.id {
             return Err(bad);
         }
         Ok(cosigner)
@@ -147,14 +137,9 @@ impl Cosigner {
 
     /// The secret key string accepted by [`Cosigner::parse`]. Keep it secret.
     pub fn to_private_string(&self) -> String {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_COSIGNATURE_V1);
-        raw.extend_from_slice(self.key.as_bytes());
         format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
-            self.id,
-            BASE64.encode(raw)
+            "PRIVATE+KEY+{}",
+            encode_key(&self.name, self.id, ALG_COSIGNATURE_V1, self.key.as_bytes())
         )
     }
 
@@ -224,31 +209,7 @@ impl CosignatureVerifier {
 
     /// Parses `<name>+<hex8 key id>+base64(0x04 || public key)`, checking the key id.
     pub fn parse(s: &str) -> Result<Self, CosignatureError> {
-        let mut parts = s.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::MalformedKey.into());
-        };
-        let name = KeyName::new(name)?;
-        // Canonical form only, as for note keys: exactly eight lowercase hex digits.
-        if id_hex.len() != 8
-            || !id_hex
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(NoteError::MalformedKey.into());
-        }
-        let id = u32::from_str_radix(id_hex, 16).map_err(|_| NoteError::MalformedKey)?;
-        let raw = BASE64
-            .decode(key_b64)
-            .map_err(|_| NoteError::MalformedKey)?;
-        let key: [u8; 32] = match raw.split_first() {
-            Some((&ALG_COSIGNATURE_V1, rest)) => {
-                rest.try_into().map_err(|_| NoteError::MalformedKey)?
-            }
-            Some((&alg, _)) => return Err(NoteError::UnsupportedAlgorithm(alg).into()),
-            None => return Err(NoteError::MalformedKey.into()),
-        };
+        let (name, id, key) = parse_key_parts(s, ALG_COSIGNATURE_V1)?;
         let key = VerifyingKey::from_bytes(&key).map_err(|_| NoteError::InvalidPublicKey)?;
         let verifier = Self::new(name, key);
         if verifier.id != id {
@@ -318,10 +279,12 @@ impl CosignatureVerifier {
 
 impl fmt::Display for CosignatureVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_COSIGNATURE_V1);
-        raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{:08x}+{}", self.name, self.id, BASE64.encode(raw))
+        f.write_str(&encode_key(
+            &self.name,
+            self.id,
+            ALG_COSIGNATURE_V1,
+            self.key.as_bytes(),
+        ))
     }
 }
 

@@ -120,17 +120,27 @@ impl FromStr for KeyName {
 
 /// `SHA-256(name || 0x0A || 0x01 || public key)[:4]` as a big-endian `u32`.
 pub fn key_id(name: &KeyName, public_key: &VerifyingKey) -> u32 {
+    key_id_of_type(name, ALG_ED25519, public_key.as_bytes())
+}
+
+/// `SHA-256(name || 0x0A || type || public key)[:4]` as a big-endian `u32`: the key id of
+/// signed notes, for any key type byte (0x01 note keys, 0x04 cosignature keys).
+pub(crate) fn key_id_of_type(name: &KeyName, key_type: u8, public_key: &[u8; 32]) -> u32 {
     let mut data = Vec::with_capacity(name.0.len() + 2 + 32);
     data.extend_from_slice(name.0.as_bytes());
     data.push(b'\n');
-    data.push(ALG_ED25519);
-    data.extend_from_slice(public_key.as_bytes());
+    data.push(key_type);
+    data.extend_from_slice(public_key);
     let h = sha256(&data);
     u32::from_be_bytes([h[0], h[1], h[2], h[3]])
 }
 
-/// Splits `<name>+<hex8>+<base64(0x01 || 32 bytes)>` and checks every part but the key id.
-fn parse_key_parts(s: &str) -> Result<(KeyName, u32, [u8; 32]), NoteError> {
+/// Splits `<name>+<hex8>+<base64(type || 32 bytes)>` and checks every part but the key id; a
+/// type byte other than `key_type` is [`NoteError::UnsupportedAlgorithm`].
+pub(crate) fn parse_key_parts(
+    s: &str,
+    key_type: u8,
+) -> Result<(KeyName, u32, [u8; 32]), NoteError> {
     let mut parts = s.splitn(3, '+');
     let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -150,7 +160,7 @@ fn parse_key_parts(s: &str) -> Result<(KeyName, u32, [u8; 32]), NoteError> {
         .decode(key_b64)
         .map_err(|_| NoteError::MalformedKey)?;
     match key.split_first() {
-        Some((&ALG_ED25519, rest)) => {
+        Some((&alg, rest)) if alg == key_type => {
             let bytes: [u8; 32] = rest.try_into().map_err(|_| NoteError::MalformedKey)?;
             Ok((name, id, bytes))
         }
@@ -159,9 +169,10 @@ fn parse_key_parts(s: &str) -> Result<(KeyName, u32, [u8; 32]), NoteError> {
     }
 }
 
-fn encode_key(name: &KeyName, id: u32, key: &[u8; 32]) -> String {
+/// `<name>+<hex8 id>+base64(type || key)`, what [`parse_key_parts`] reads.
+pub(crate) fn encode_key(name: &KeyName, id: u32, key_type: u8, key: &[u8; 32]) -> String {
     let mut raw = Vec::with_capacity(33);
-    raw.push(ALG_ED25519);
+    raw.push(key_type);
     raw.extend_from_slice(key);
     format!("{name}+{id:08x}+{}", BASE64.encode(raw))
 }
@@ -186,7 +197,7 @@ impl NoteSigner {
         let rest = s
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::MalformedKey)?;
-        let (name, id, seed) = parse_key_parts(rest)?;
+        let (name, id, seed) = parse_key_parts(rest, ALG_ED25519)?;
         let signer = Self::from_seed(name, seed);
         if signer.id != id {
             return Err(NoteError::KeyIdMismatch {
@@ -201,7 +212,7 @@ impl NoteSigner {
     pub fn to_private_string(&self) -> String {
         format!(
             "PRIVATE+KEY+{}",
-            encode_key(&self.name, self.id, self.key.as_bytes())
+            encode_key(&self.name, self.id, ALG_ED25519, self.key.as_bytes())
         )
     }
 
@@ -247,7 +258,7 @@ impl NoteVerifier {
 
     /// Parses `<name>+<hex8 key id>+base64(0x01 || public key)`, checking the key id.
     pub fn parse(s: &str) -> Result<Self, NoteError> {
-        let (name, id, key) = parse_key_parts(s)?;
+        let (name, id, key) = parse_key_parts(s, ALG_ED25519)?;
         let key = VerifyingKey::from_bytes(&key).map_err(|_| NoteError::InvalidPublicKey)?;
         let verifier = Self::new(name, key);
         if verifier.id != id {
@@ -283,7 +294,12 @@ impl NoteVerifier {
 
 impl fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&encode_key(&self.name, self.id, self.key.as_bytes()))
+        f.write_str(&encode_key(
+            &self.name,
+            self.id,
+            ALG_ED25519,
+            self.key.as_bytes(),
+        ))
     }
 }
 

@@ -156,6 +156,11 @@ fn verifier_key_strings_are_checked() {
             0x01
         )))
     );
+    // And the other way: a cosignature key is not a note key (one parser reads both).
+    assert_eq!(
+        NoteVerifier::parse(&good),
+        Err(NoteError::UnsupportedAlgorithm(0x04))
+    );
     // Short key, bad base64, missing parts, bad name.
     let mut short = vec![0x04];
     short.extend_from_slice(&pk[..31]);
