@@ -170,3 +170,34 @@ fn ktd_keygen_writes_a_private_key_and_prints_the_verifier() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+/// `kt ... | head -1` closes kt's output early: kt must not panic, must still do its work, and
+/// must exit with the status of its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kt_with_a_closed_output_still_does_its_work_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = common::start(d).await;
+    let url = common::grpc_url(&server);
+    let key_file = d.join("db/log.pub");
+    let state = d.join("kt.json");
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write to kt's stdout now fails with a broken pipe
+    let out = Command::new(binary("kt"))
+        .args(["--server", &url, "--log-key", key_file.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap()])
+        .args(["append", "-n", "cli", "written unseen"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The append happened, and the trusted state was saved.
+    let out = kt(&url, &key_file, &state, &["prove", "0"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("entry 0 is in the log (verified)"));
+    server.shutdown().await;
+}

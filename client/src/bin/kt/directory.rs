@@ -210,11 +210,11 @@ pub(crate) fn key_new(cli: &Cli, identifier: &str, alg: Algorithm) -> Result<(),
             "key": key_json(Some(&public)),
             "keys_file": keys.path().display().to_string(),
         });
-        println!("{out}");
+        say!("{out}");
     } else {
-        println!("new {} for {identifier}", key_text(Some(&public)));
-        println!("  saved to {} (mode 0600)", keys.path().display());
-        println!("  not registered yet: run `kt key register {identifier}`");
+        say!("new {} for {identifier}", key_text(Some(&public)));
+        say!("  saved to {} (mode 0600)", keys.path().display());
+        say!("  not registered yet: run `kt key register {identifier}`");
     }
     Ok(())
 }
@@ -262,20 +262,20 @@ fn print_receipt(cli: &Cli, identifier: &str, receipt: &UpdateReceipt) {
             "update": update_json(u),
             "checkpoint": checkpoint_json(&receipt.checkpoint),
         });
-        println!("{out}");
+        say!("{out}");
     } else {
-        println!(
+        say!(
             "{} of {identifier}: version {}, {} (verified)",
             u.update.op(),
             u.update.version(),
             key_text(u.update.key())
         );
-        println!(
+        say!(
             "  log index {} in checkpoint {}",
             u.index,
             checkpoint_line(&receipt.checkpoint)
         );
-        println!("  the map names this update for the label");
+        say!("  the map names this update for the label");
     }
 }
 
@@ -396,18 +396,18 @@ pub(crate) async fn lookup(
             "current": lookup.current.as_ref().map(update_json),
             "checkpoint": checkpoint_json(&lookup.checkpoint),
         });
-        println!("{out}");
+        say!("{out}");
         return Ok(());
     }
     match &lookup.current {
-        None => println!("{identifier} has no key: not registered (non-membership proven)"),
+        None => say!("{identifier} has no key: not registered (non-membership proven)"),
         Some(c) => match c.update.key() {
-            None => println!(
+            None => say!(
                 "{identifier} has no key: revoked at version {} (log index {})",
                 c.update.version(),
                 c.index
             ),
-            Some(k) => println!(
+            Some(k) => say!(
                 "{identifier}: {} (version {}, {}, log index {})",
                 key_text(Some(k)),
                 c.update.version(),
@@ -416,12 +416,12 @@ pub(crate) async fn lookup(
             ),
         },
     }
-    println!(
+    say!(
         "  verified in checkpoint {}",
         checkpoint_line(&lookup.checkpoint)
     );
     if let Some(trusted) = trusted_epoch.filter(|t| *t != lookup.checkpoint.checkpoint().epoch) {
-        println!("  (consistent with the trusted epoch {trusted}, which stays trusted)");
+        say!("  (consistent with the trusted epoch {trusted}, which stays trusted)");
     }
     Ok(())
 }
@@ -441,19 +441,19 @@ pub(crate) async fn history(cli: &Cli, log: LogClient, identifier: &str) -> Resu
     let mut client = DirectoryClient::new(log, vrf_key(cli)?);
     let history = client.history(identifier).await?;
     if cli.json {
-        println!("{}", history_json(&history));
+        say!("{}", history_json(&history));
         return Ok(());
     }
     if history.versions.is_empty() {
-        println!("{identifier} was never registered (non-membership proven)");
+        say!("{identifier} was never registered (non-membership proven)");
     } else {
-        println!(
+        say!(
             "{identifier}: {} (verified)",
             versions(history.versions.len())
         );
     }
     for v in &history.versions {
-        println!(
+        say!(
             "  v{:<3} {:<8} {}  log index {}, time {} ms",
             v.update.version(),
             v.update.op(),
@@ -462,7 +462,7 @@ pub(crate) async fn history(cli: &Cli, log: LogClient, identifier: &str) -> Resu
             v.update.time_ms()
         );
     }
-    println!(
+    say!(
         "  verified in checkpoint {}",
         checkpoint_line(&history.checkpoint)
     );
@@ -588,20 +588,20 @@ fn check_history(cli: &Cli, history: &VerifiedHistory, made: &[MadeUpdate]) -> b
             "state": state_json(history.state.as_ref()),
             "checkpoint": checkpoint_json(&history.checkpoint),
         });
-        println!("{out}");
+        say!("{out}");
     } else if alerts.is_empty() {
         let own_recovers = history
             .versions
             .iter()
             .filter(|v| v.update.op() == Op::Recover)
             .count();
-        println!(
+        say!(
             "ok: {id} has {}, all made by this device (verified in checkpoint {})",
             versions(history.versions.len()),
             checkpoint_line(&history.checkpoint)
         );
         if own_recovers > 0 {
-            println!("  including {own_recovers} recover(s) made by this device");
+            say!("  including {own_recovers} recover(s) made by this device");
         }
     }
     !alerts.is_empty()
@@ -700,14 +700,14 @@ pub(crate) async fn message(
                     "message": message_json(&receipt.message),
                     "checkpoint": checkpoint_json(&receipt.checkpoint),
                 });
-                println!("{out}");
+                say!("{out}");
             } else {
-                println!(
+                say!(
                     "sent message {} of {identifier} in {} (verified)",
                     receipt.message.message.sequence(),
                     receipt.message.message.namespace()
                 );
-                println!(
+                say!(
                     "  log index {} in checkpoint {}",
                     receipt.message.index,
                     checkpoint_line(&receipt.checkpoint)
@@ -727,15 +727,15 @@ pub(crate) async fn message(
                     "messages": read.messages.iter().map(message_json).collect::<Vec<_>>(),
                     "checkpoint": checkpoint_json(&read.checkpoint),
                 });
-                println!("{out}");
+                say!("{out}");
             } else {
-                println!(
+                say!(
                     "{} message(s) of {identifier} from sequence {} (verified)",
                     read.messages.len(),
                     read.from
                 );
                 for m in &read.messages {
-                    println!(
+                    say!(
                         "  #{} [{}] {}  (log index {})",
                         m.message.sequence(),
                         m.message.namespace(),
@@ -743,7 +743,7 @@ pub(crate) async fn message(
                         m.index
                     );
                 }
-                println!(
+                say!(
                     "  verified in checkpoint {}",
                     checkpoint_line(&read.checkpoint)
                 );

@@ -4,6 +4,15 @@
 //! the server misbehaved (a rollback or fork with evidence, an answer that does not verify) or the
 //! owner's monitor found a version of its label that this device did not make.
 
+/// `println!` for kt's output, except that a reader that went away (`kt ... | head -1`) is not
+/// an error: the rest of the output is dropped, and kt still finishes its work and exits with the
+/// status its result calls for (a refused answer still exits 3). `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::print_line(format_args!($($arg)*))
+    };
+}
+
 mod directory;
 
 use std::path::PathBuf;
@@ -133,6 +142,16 @@ enum Command {
 /// Exit code when the log was caught misbehaving.
 const EXIT_VIOLATION: u8 = 3;
 
+/// Writes one line of output (see [`say!`]).
+fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("kt: writing the output: {e}");
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -142,7 +161,7 @@ async fn main() -> ExitCode {
             let evidence = serde_json::to_string_pretty(v.evidence()).expect("serializable");
             eprintln!("kt: REFUSED: {v}");
             eprintln!("kt: the trusted state was not changed. Evidence (keep it; anyone can check it with the log's key):");
-            println!("{evidence}");
+            say!("{evidence}");
             ExitCode::from(EXIT_VIOLATION)
         }
         Err(Failure::Answer(bad)) => {
@@ -158,7 +177,7 @@ async fn main() -> ExitCode {
                 "detail": format!("{what}: {source}"),
                 "checkpoint_note": checkpoint_note,
             });
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&out).expect("serializable")
             );
@@ -336,11 +355,11 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     "checkpoint": checkpoint_json(&receipt.checkpoint),
                     "inclusion_proof": receipt.inclusion_proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
                 });
-                println!("{out}");
+                say!("{out}");
             } else {
-                println!("appended entry {} (verified)", receipt.index);
-                println!("  in checkpoint {}", checkpoint_line(&receipt.checkpoint));
-                println!(
+                say!("appended entry {} (verified)", receipt.index);
+                say!("  in checkpoint {}", checkpoint_line(&receipt.checkpoint));
+                say!(
                     "  inclusion proof: {} hashes, verified against the signed root",
                     receipt.inclusion_proof.len()
                 );
@@ -359,9 +378,9 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             };
             let theirs = client.check_witness(&witness, &bytes).await?;
             if cli.json {
-                println!("{}", checkpoint_json(&theirs));
+                say!("{}", checkpoint_json(&theirs));
             } else {
-                println!(
+                say!(
                     "witness {} cosigned {}: consistent with the trusted state",
                     witness.name(),
                     checkpoint_line(&theirs)
@@ -384,18 +403,18 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     "checkpoint": checkpoint_json(&proof.checkpoint),
                     "inclusion_proof": proof.inclusion_proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
                 });
-                println!("{out}");
+                say!("{out}");
             } else {
-                println!("entry {} is in the log (verified)", proof.index);
-                println!("  checkpoint {}", checkpoint_line(&proof.checkpoint));
-                println!("  inclusion proof: {} hashes", proof.inclusion_proof.len());
+                say!("entry {} is in the log (verified)", proof.index);
+                say!("  checkpoint {}", checkpoint_line(&proof.checkpoint));
+                say!("  inclusion proof: {} hashes", proof.inclusion_proof.len());
                 match kt_core::entry::Entry::decode(&proof.entry) {
                     Ok(kt_core::entry::Entry::Record(r)) => {
-                        println!("  namespace {}", r.namespace());
-                        println!("  payload   {}", String::from_utf8_lossy(r.payload()));
+                        say!("  namespace {}", r.namespace());
+                        say!("  payload   {}", String::from_utf8_lossy(r.payload()));
                     }
                     Ok(kt_core::entry::Entry::KeyUpdate(u)) => {
-                        println!(
+                        say!(
                             "  key update: {} of label {}, version {}",
                             u.op(),
                             u.label(),
@@ -403,21 +422,21 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         );
                     }
                     Ok(kt_core::entry::Entry::Message(m)) => {
-                        println!(
+                        say!(
                             "  message {} of author {} in {}",
                             m.sequence(),
                             m.author(),
                             m.namespace()
                         );
                     }
-                    Err(e) => println!("  entry bytes do not decode: {e}"),
+                    Err(e) => say!("  entry bytes do not decode: {e}"),
                 }
             }
         }
         Command::Verify => {
             let refresh = client.verify().await?;
             if !cli.json {
-                println!("the server still serves the trusted checkpoint, and its latest is consistent with it");
+                say!("the server still serves the trusted checkpoint, and its latest is consistent with it");
             }
             print_refresh(cli.json, &refresh, state.display().to_string());
         }
@@ -448,7 +467,7 @@ fn print_quorum(client: &LogClient, cp: &SignedCheckpoint) {
         .map(|(w, _)| w.name().to_string())
         .collect();
     if names.len() >= policy.threshold() {
-        println!(
+        say!(
             "  cosigned by {} of the policy's {} witnesses ({} required): {}",
             names.len(),
             policy.witnesses().len(),
@@ -457,7 +476,7 @@ fn print_quorum(client: &LogClient, cp: &SignedCheckpoint) {
         );
     } else {
         // The trusted copy of an unchanged checkpoint may predate its cosignatures.
-        println!(
+        say!(
             "  witness quorum ({} of {}) met when it was accepted",
             policy.threshold(),
             policy.witnesses().len()
@@ -478,21 +497,21 @@ fn print_refresh(json: bool, refresh: &Refresh, state: String) {
             "previous": from,
             "state": state,
         });
-        println!("{out}");
+        say!("{out}");
         return;
     }
     match refresh {
         Refresh::FirstUse(cp) => {
-            println!(
+            say!(
                 "trusting this log from now on (first use): {}",
                 checkpoint_line(cp)
             );
-            println!("  state saved to {state}");
+            say!("  state saved to {state}");
         }
-        Refresh::Unchanged(cp) => println!("checkpoint unchanged: {}", checkpoint_line(cp)),
+        Refresh::Unchanged(cp) => say!("checkpoint unchanged: {}", checkpoint_line(cp)),
         Refresh::Advanced { from, to } => {
-            println!("checkpoint verified: {}", checkpoint_line(to));
-            println!(
+            say!("checkpoint verified: {}", checkpoint_line(to));
+            say!(
                 "  consistent with the previously trusted epoch {} (tree size {})",
                 from.checkpoint().epoch,
                 from.checkpoint().size
