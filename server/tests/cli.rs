@@ -172,7 +172,7 @@ fn ktd_keygen_writes_a_private_key_and_prints_the_verifier() {
 }
 
 /// `kt ... | head -1` closes kt's output early: kt must not panic, must still do its work, and
-/// must exit with the status of its result.
+/// must exit with the status of its result. Any other failure to write the output is an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kt_with_a_closed_output_still_does_its_work_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,5 +199,24 @@ async fn kt_with_a_closed_output_still_does_its_work_and_exits_cleanly() {
     let out = kt(&url, &key_file, &state, &["prove", "0"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("entry 0 is in the log (verified)"));
+
+    // Output that fails otherwise (a full disk: Linux's /dev/full) is reported and makes the
+    // run exit 1, though the work was done: a script must not take a truncated file as whole.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(binary("kt"))
+        .args(["--server", &url, "--log-key", key_file.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap()])
+        .args(["append", "-n", "cli", "written to a full disk"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("kt: writing the output"), "{stderr}");
+    let out = kt(&url, &key_file, &state, &["prove", "1"]);
+    assert!(out.status.success());
     server.shutdown().await;
 }

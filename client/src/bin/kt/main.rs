@@ -142,12 +142,18 @@ enum Command {
 /// Exit code when the log was caught misbehaving.
 const EXIT_VIOLATION: u8 = 3;
 
+/// Set when output could not be written for any reason but a closed pipe (a full disk under a
+/// redirect): a run that otherwise succeeded then exits 1, so a script never takes a truncated
+/// file for a complete one.
+static OUTPUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Writes one line of output (see [`say!`]).
 fn print_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("kt: writing the output: {e}");
+            OUTPUT_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -156,6 +162,7 @@ fn print_line(line: std::fmt::Arguments<'_>) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli).await {
+        Ok(()) if OUTPUT_FAILED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Violation(v)) => {
             let evidence = serde_json::to_string_pretty(v.evidence()).expect("serializable");
