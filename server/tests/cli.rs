@@ -171,6 +171,23 @@ fn ktd_keygen_writes_a_private_key_and_prints_the_verifier() {
     }
 }
 
+/// `kt append` of `payload` with its stdout going to `out`.
+fn append_with_stdout(
+    url: &str,
+    key_file: &Path,
+    state: &Path,
+    payload: &str,
+    out: std::process::Stdio,
+) -> Output {
+    Command::new(binary("kt"))
+        .args(["--server", url, "--log-key", key_file.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap()])
+        .args(["append", "-n", "cli", payload])
+        .stdout(out)
+        .output()
+        .unwrap()
+}
+
 /// `kt ... | head -1` closes kt's output early: kt must not panic, must still do its work, and
 /// must exit with the status of its result. Any other failure to write the output is an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,13 +201,7 @@ async fn kt_with_a_closed_output_still_does_its_work_and_exits_cleanly() {
 
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader); // every write to kt's stdout now fails with a broken pipe
-    let out = Command::new(binary("kt"))
-        .args(["--server", &url, "--log-key", key_file.to_str().unwrap()])
-        .args(["--state", state.to_str().unwrap()])
-        .args(["append", "-n", "cli", "written unseen"])
-        .stdout(writer)
-        .output()
-        .unwrap();
+    let out = append_with_stdout(&url, &key_file, &state, "written unseen", writer.into());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -206,13 +217,13 @@ async fn kt_with_a_closed_output_still_does_its_work_and_exits_cleanly() {
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let out = Command::new(binary("kt"))
-        .args(["--server", &url, "--log-key", key_file.to_str().unwrap()])
-        .args(["--state", state.to_str().unwrap()])
-        .args(["append", "-n", "cli", "written to a full disk"])
-        .stdout(full)
-        .output()
-        .unwrap();
+    let out = append_with_stdout(
+        &url,
+        &key_file,
+        &state,
+        "written to a full disk",
+        full.into(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("kt: writing the output"), "{stderr}");
