@@ -8,7 +8,10 @@ missing=()
 has_libclang() {
   [ -n "${LIBCLANG_PATH:-}" ] && return 0
   local f
-  for f in /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* /usr/lib/libclang*.so*; do
+  # libclang.so* or libclang-<version>.so* as bindgen looks for them; not libclang-cpp.so*, the
+  # C++ interface library, which some machines have without libclang and which bindgen cannot use.
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/*/libclang.so* /usr/lib/*/libclang-[0-9]*.so* /usr/lib/libclang.so* /usr/lib/libclang-[0-9]*.so*; do
     [ -e "$f" ] && return 0
   done
   return 1
