@@ -213,6 +213,12 @@ fn signatures(c: &mut Criterion) {
             BenchmarkId::new("rotate: rules + two signatures", name),
             |b| b.iter(|| apply_update(Some(&state), black_box(&rotate), hash, 1).unwrap()),
         );
+        // What the server pays before the rules: the update's bytes decoded, the new key
+        // decoded and checked (canonical, not of small order).
+        let bytes = rotate.encode();
+        g.bench_function(BenchmarkId::new("rotate: decode", name), |b| {
+            b.iter(|| KeyUpdate::decode(black_box(&bytes)).unwrap())
+        });
     }
     // Ed25519 one by one and in batches of 1,024 (ed25519-dalek's batch verification), the
     // cost the sequencer could get per signature by checking an epoch's signatures together.

@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod cosignature;
 pub mod directory;
+mod edwards;
 pub mod entry;
 #[doc(hidden)]
 pub mod fuzz;

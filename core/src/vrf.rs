@@ -259,10 +259,10 @@ fn expand(seed: &SigningKey) -> (Scalar, [u8; 32]) {
 }
 
 /// RFC 8032 §5.1.3 decoding, strictly: `decompress` alone accepts y ≥ p and x = 0 with the sign
-/// bit set, so the point must re-encode to the same bytes.
+/// bit set, so the bytes must be the point's one encoding.
 fn decode_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
     let point = CompressedEdwardsY(*bytes).decompress()?;
-    (point.compress().as_bytes() == bytes).then_some(point)
+    crate::edwards::is_canonical_encoding(bytes).then_some(point)
 }
 
 /// RFC 9381 §5.4.1.1 with `encode_to_curve_salt = PK_string`.

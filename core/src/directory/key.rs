@@ -71,8 +71,8 @@ pub struct Ed25519PublicKey(VerifyingKey);
 impl Ed25519PublicKey {
     pub fn from_bytes(bytes: &[u8; ED25519_KEY_LEN]) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
-        // Decompression accepts y >= p and a set sign bit on x = 0; re-compressing reveals both.
-        if key.to_edwards().compress().to_bytes() != *bytes {
+        // Decompression accepts y >= p and a set sign bit on x = 0.
+        if !crate::edwards::is_canonical_encoding(bytes) {
             return Err(KeyError::NonCanonical);
         }
         if key.is_weak() {
