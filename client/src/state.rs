@@ -95,11 +95,18 @@ impl TrustedStateFile {
     /// Replaces the trusted checkpoint, durably. Callers verify the step first.
     ///
     /// Several `kt` processes may share the file (a following `kt monitor` next to other
-    /// commands). There is no lock, but the file never moves back: if another process has
-    /// meanwhile stored a later epoch, that one stays on disk (this process keeps `checkpoint` in
-    /// memory; both were verified, and the next process to load the file checks the server
-    /// against the later one).
+    /// commands), and the file never moves back: if another process has meanwhile stored a later
+    /// epoch, that one stays on disk (this process keeps `checkpoint` in memory; both were
+    /// verified, and the next process to load the file checks the server against the later one).
+    /// An exclusive lock on `<file>.lock` makes reading the stored epoch and replacing it one
+    /// step: without it, a process could read an old epoch, another store a later one, and the
+    /// first then replace it with its earlier one, and a fork seen only in between would go
+    /// unnoticed.
     pub fn store(&mut self, checkpoint: &SignedCheckpoint) -> Result<(), StateError> {
+        let _lock = lock_beside(&self.path).map_err(|e| StateError::Io {
+            path: self.path.clone(),
+            reason: format!("locking it: {e}"),
+        })?;
         if let Some(stored) = self.stored_epoch() {
             if stored > checkpoint.checkpoint().epoch {
                 self.checkpoint = Some(checkpoint.clone());
@@ -128,6 +135,26 @@ impl TrustedStateFile {
             .checkpoint
             .map(|c| c.checkpoint().epoch)
     }
+}
+
+/// An exclusive lock on `<path>.lock`, held until the file returned is dropped (a lock file
+/// beside `path` rather than `path` itself, which each store replaces by renaming).
+fn lock_beside(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?
+        .to_os_string();
+    name.push(".lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_file_name(name))?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix.
@@ -225,6 +252,36 @@ mod tests {
         a.store(&signed(&signer, 6)).unwrap();
         let on_disk = TrustedStateFile::open(path, &verifier).unwrap();
         assert_eq!(on_disk.checkpoint().unwrap().checkpoint().epoch, 6);
+    }
+
+    #[test]
+    fn concurrent_stores_never_move_the_file_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let signer = NoteSigner::from_seed(KeyName::new("example.com/log").unwrap(), [1; 32]);
+        let verifier = signer.verifier();
+        let notes: Vec<SignedCheckpoint> = (0..120).map(|e| signed(&signer, e)).collect();
+        // Four handles, as four `kt` processes would hold, each storing epochs that interleave
+        // with the others'. After each store returns, the file holds that epoch or a later one.
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let (path, verifier, notes) = (path.clone(), verifier.clone(), &notes);
+                scope.spawn(move || {
+                    let mut mine = TrustedStateFile::open(path.clone(), &verifier).unwrap();
+                    for epoch in (t..120).step_by(4) {
+                        mine.store(&notes[epoch as usize]).unwrap();
+                        let on_disk = TrustedStateFile::open(path.clone(), &verifier).unwrap();
+                        let stored = on_disk.checkpoint().unwrap().checkpoint().epoch;
+                        assert!(
+                            stored >= epoch,
+                            "stored {epoch}, the file went back to {stored}"
+                        );
+                    }
+                });
+            }
+        });
+        let on_disk = TrustedStateFile::open(path, &verifier).unwrap();
+        assert_eq!(on_disk.checkpoint().unwrap().checkpoint().epoch, 119);
     }
 
     #[test]
