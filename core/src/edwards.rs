@@ -32,8 +32,8 @@ pub(crate) fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
     // lowest at its maximum and the lowest at least p's (0xed).
     let y_at_least_p = y[0] >= 0xed && y[1..31].iter().all(|&b| b == 0xff) && y[31] == 0x7f;
     // On the curve, x² = (y² − 1)/(d·y² + 1), so x = 0 exactly when y = ±1.
-    let x_is_zero = y == ONE || y == P_MINUS_ONE;
-    !y_at_least_p && !(sign_set && x_is_zero)
+    let negative_zero = sign_set && (y == ONE || y == P_MINUS_ONE);
+    !(y_at_least_p || negative_zero)
 }
 
 #[cfg(test)]
