@@ -8,7 +8,9 @@
 //! 2. build the next checkpoint (epoch + 1, `prev` = hash of the previous body) and sign it;
 //! 3. write entries, tiles and the signed checkpoint in one synced `WriteBatch` — the commit point;
 //! 4. publish the checkpoint to readers and watchers;
-//! 5. answer the waiting requests.
+//! 5. answer the waiting requests; a single-entry request's answer carries its entry's inclusion
+//!    proof, built from the nodes the epoch completed and the previous frontier, which hold
+//!    every node such a proof needs (see [`EpochNodes`]).
 //!
 //! A signed checkpoint becomes visible to anyone only after step 3, so nothing is ever served
 //! that is not durable. If step 3 fails the state on disk is unknown: the epoch's requests are
@@ -19,6 +21,7 @@
 //! Reads are unaffected. Before step 1, an epoch waits while free disk space is below the
 //! configured reserve (`min_free_bytes`), so a filling disk stops appends before RocksDB fails.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::directory::VerifiedSignatures;
 use kt_core::hash::{leaf_hash, Hash, HASH_SIZE};
-use kt_core::merkle::{Frontier, HashReader, NodeId};
+use kt_core::merkle::{inclusion_proof, Frontier, HashReader, NodeId};
 use kt_core::note::NoteSigner;
 use kt_core::tiles::{stored_position, TILE_HEIGHT, TILE_WIDTH};
 use thiserror::Error;
@@ -79,6 +82,10 @@ pub enum SequencerError {
 pub struct Appended {
     pub index: u64,
     pub checkpoint: Arc<SignedCheckpoint>,
+    /// The entry's inclusion proof in `checkpoint`'s tree, for a single-entry request (none for
+    /// a batch's entries, whose answer carries no proofs). Built from the sequencer's memory,
+    /// so the answer needs no storage read.
+    pub inclusion_proof: Option<Vec<Hash>>,
 }
 
 type Reply = oneshot::Sender<Result<Appended, SequencerError>>;
@@ -95,6 +102,8 @@ struct Item {
 /// its own answer: one `Append`, or one `AppendBatch`.
 struct Job {
     items: Vec<Item>,
+    /// Whether each answer carries its entry's inclusion proof.
+    proofs: bool,
 }
 
 impl Job {
@@ -105,6 +114,7 @@ impl Job {
                 verified: VerifiedSignatures::default(),
                 reply,
             }],
+            proofs: false,
         }
     }
 
@@ -207,7 +217,7 @@ impl SequencerHandle {
         verified: VerifiedSignatures,
     ) -> Result<Appended, SequencerError> {
         let answer = self
-            .submit(vec![(entry, verified)])?
+            .submit(vec![(entry, verified)], true)?
             .pop()
             .expect("one answer per entry");
         answer.await.unwrap_or_else(|_| Err(self.stopped_error()))
@@ -225,6 +235,7 @@ impl SequencerHandle {
                 .into_iter()
                 .map(|e| (e, VerifiedSignatures::default()))
                 .collect(),
+            false,
         )?;
         let mut outcomes = Vec::with_capacity(answers.len());
         for answer in answers {
@@ -234,9 +245,11 @@ impl SequencerHandle {
     }
 
     /// Queues one job; refused whole if its entries would take the queue past its depth.
+    /// With `proofs`, each answer carries its entry's inclusion proof.
     fn submit(
         &self,
         entries: Vec<(Vec<u8>, VerifiedSignatures)>,
+        proofs: bool,
     ) -> Result<Vec<oneshot::Receiver<Result<Appended, SequencerError>>>, SequencerError> {
         let n = entries.len();
         if n > self.queue_depth {
@@ -265,7 +278,7 @@ impl SequencerHandle {
                 (item, answer)
             })
             .unzip();
-        match self.tx.try_send(Job { items }) {
+        match self.tx.try_send(Job { items, proofs }) {
             Ok(()) => Ok(answers),
             Err(e) => {
                 self.queued.fetch_sub(n, Ordering::SeqCst);
@@ -750,11 +763,19 @@ impl Sequencer {
         // Work on a copy so a failed commit leaves the in-memory state at the last durable epoch.
         let mut frontier = self.frontier.clone();
         let mut partial = self.partial_tiles.clone();
-        // The entry bytes move into the batch; only the reply channels stay behind.
+        // The entry bytes move into the batch; only the reply channels stay behind, each with
+        // whether its answer carries a proof.
         let mut replies = Vec::with_capacity(jobs.len());
         let mut refused = Vec::new();
         let mut directory = EpochDirectory::new(&self.storage);
-        for item in jobs.into_iter().flat_map(|job| job.items) {
+        let mut nodes = jobs
+            .iter()
+            .any(|job| job.proofs)
+            .then(|| EpochNodes::after(&self.frontier));
+        let items = jobs
+            .into_iter()
+            .flat_map(|job| job.items.into_iter().map(move |item| (item, job.proofs)));
+        for (item, proof_wanted) in items {
             let Item {
                 entry,
                 verified,
@@ -779,10 +800,13 @@ impl Sequencer {
                 continue;
             }
             for (node, hash) in frontier.append(hash) {
+                if let Some(nodes) = &mut nodes {
+                    nodes.completed(node, hash);
+                }
                 record_tile_hash(node, hash, &mut partial, &mut write, &mut dirty_tiles);
             }
             write.entries.push(entry);
-            replies.push(reply);
+            replies.push((reply, proof_wanted));
         }
         for (level, index) in dirty_tiles {
             let hashes = &partial[level as usize];
@@ -835,10 +859,17 @@ impl Sequencer {
             entries = replies.len(),
             "epoch committed"
         );
-        for (i, reply) in replies.into_iter().enumerate() {
+        let size = self.frontier.size();
+        for (i, (reply, proof_wanted)) in replies.into_iter().enumerate() {
+            let index = first_index + i as u64;
+            let proof = match &nodes {
+                Some(nodes) if proof_wanted => nodes.inclusion_proof(index, size),
+                _ => None,
+            };
             let _ = reply.send(Ok(Appended {
-                index: first_index + i as u64,
+                index,
                 checkpoint: self.latest.clone(),
+                inclusion_proof: proof,
             }));
         }
         for (reply, rejection) in refused {
@@ -889,6 +920,68 @@ impl Sequencer {
         next.follows(prev).map_err(|e| {
             CommitError::Unverified(format!("the next checkpoint does not follow: {e}"))
         })
+    }
+}
+
+/// Every node an inclusion proof of an epoch's entry needs, kept in memory while the epoch is
+/// sequenced so that single-entry answers need no storage read.
+///
+/// For a leaf `i` at or after the epoch's first index `first`, in the tree of size `n` after
+/// the epoch, the proof's nodes (RFC 9162's recursion, as [`inclusion_proof`] reads them) are:
+/// - left siblings `[a, a + 2^h)` of `i`'s ancestors. If `a + 2^h <= first`, that ancestor holds
+///   both `first` and `i`, so bit `h` of `first` is set and the sibling is a node of the
+///   frontier of size `first`; otherwise the sibling's last leaf is new, so the epoch
+///   completed it;
+/// - the complete subtrees of right sibling ranges, whose leaves all follow `i`: the epoch
+///   completed them.
+///
+/// So the frontier before the epoch and the nodes [`Frontier::append`] reported during it are
+/// enough; about two nodes per entry.
+struct EpochNodes {
+    nodes: HashMap<NodeId, Hash>,
+}
+
+impl EpochNodes {
+    /// Starts from the frontier the epoch extends.
+    fn after(frontier: &Frontier) -> Self {
+        let ids = Frontier::node_ids(frontier.size());
+        let nodes = ids.into_iter().zip(frontier.hashes().iter().copied());
+        EpochNodes {
+            nodes: nodes.collect(),
+        }
+    }
+
+    /// Keeps a node the epoch completed.
+    fn completed(&mut self, node: NodeId, hash: Hash) {
+        self.nodes.insert(node, hash);
+    }
+
+    /// The inclusion proof of `index` in the tree of `size`. `None` only if a node is missing,
+    /// which the argument above rules out for an entry of this epoch; the caller then reads
+    /// the proof from storage instead.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Option<Vec<Hash>> {
+        match inclusion_proof(self, index, size) {
+            Ok(proof) => Some(proof),
+            Err(e) => {
+                tracing::error!(index, size, error = ?e, "an epoch's nodes lack a proof's node");
+                None
+            }
+        }
+    }
+}
+
+/// A node an inclusion proof needs that the epoch's nodes do not hold.
+#[derive(Debug, Error)]
+#[error("node {level}/{index} is not among the epoch's nodes", level = .0.level, index = .0.index)]
+struct MissingNode(NodeId);
+
+impl HashReader for EpochNodes {
+    type Error = MissingNode;
+
+    fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, MissingNode> {
+        ids.iter()
+            .map(|id| self.nodes.get(id).copied().ok_or(MissingNode(*id)))
+            .collect()
     }
 }
 
@@ -1058,6 +1151,7 @@ mod tests {
                 verified: ahead,
                 reply,
             }],
+            proofs: true,
         };
         seq.commit(vec![job]).unwrap();
         let refused = answer.try_recv().unwrap().unwrap_err();
@@ -1123,6 +1217,79 @@ mod tests {
             format!("entry {i}").into_bytes(),
         );
         Entry::Record(r.unwrap()).encode()
+    }
+
+    /// Single-entry answers carry inclusion proofs built from the epoch's nodes in memory: at
+    /// every epoch size and position (tile edges, refused entries in between, batch entries in
+    /// the same epoch), each is the proof storage gives and verifies against the signed root.
+    #[test]
+    fn answers_carry_the_proofs_storage_would_give() {
+        enum Expect {
+            Refused,
+            Proof(u64),
+            NoProof(u64),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (mut seq, storage, _latest) = fresh(&dir);
+        let mut rng = Lcg(7);
+        let mut next = 0u64;
+        let mut proofs_checked = 0;
+        while next < 20_000 {
+            let requests = match rng.next(20) {
+                0 => 1_000 + rng.next(3_000),
+                1 => 0,
+                _ => 1 + rng.next(100),
+            };
+            let mut jobs = Vec::new();
+            let mut answers = Vec::new();
+            for _ in 0..requests {
+                let (reply, answer) = oneshot::channel();
+                let (job, expect) = match rng.next(50) {
+                    // Bytes that are no entry: refused, so they take no index.
+                    0 => (Job::one(b"no entry".to_vec(), reply), Expect::Refused),
+                    // A batch's entry: no proof in its answer.
+                    1 => (Job::one(record(next), reply), Expect::NoProof(next)),
+                    _ => {
+                        let job = Job {
+                            proofs: true,
+                            ..Job::one(record(next), reply)
+                        };
+                        (job, Expect::Proof(next))
+                    }
+                };
+                if !matches!(expect, Expect::Refused) {
+                    next += 1;
+                }
+                jobs.push(job);
+                answers.push((expect, answer));
+            }
+            seq.commit(jobs).unwrap();
+            for (expect, mut answer) in answers {
+                let got = answer.try_recv().unwrap();
+                let index = match expect {
+                    Expect::Refused => {
+                        assert!(got.is_err(), "bytes that are no entry are refused");
+                        continue;
+                    }
+                    Expect::NoProof(index) => {
+                        let got = got.unwrap();
+                        assert_eq!(got.index, index);
+                        assert!(got.inclusion_proof.is_none());
+                        continue;
+                    }
+                    Expect::Proof(index) => index,
+                };
+                let got = got.unwrap();
+                assert_eq!(got.index, index);
+                let cp = got.checkpoint.checkpoint();
+                let proof = got.inclusion_proof.expect("a single entry's proof");
+                assert_eq!(proof, inclusion_proof(&*storage, index, cp.size).unwrap());
+                verify_inclusion(&leaf_hash(&record(index)), index, cp.size, &proof, &cp.root)
+                    .unwrap();
+                proofs_checked += 1;
+            }
+        }
+        assert!(proofs_checked > 15_000, "{proofs_checked}");
     }
 
     #[test]

@@ -140,9 +140,13 @@ impl Log for LogService {
             .await
             .map_err(ApiError::from)?;
         let (index, size) = (appended.index, appended.checkpoint.checkpoint().size);
-        let proof = self
-            .read(move |s| Ok(merkle::inclusion_proof(s, index, size)?))
-            .await?;
+        let proof = match appended.inclusion_proof {
+            Some(proof) => proof,
+            None => {
+                self.read(move |s| Ok(merkle::inclusion_proof(s, index, size)?))
+                    .await?
+            }
+        };
         let receipt = AppendReceipt {
             index,
             entry: bytes,
