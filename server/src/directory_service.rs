@@ -215,17 +215,23 @@ impl DirectoryService {
         let verified = blocking_read(&self.storage, move |s| verify_ahead(s, &update)).await?;
         let appended = self
             .sequencer
-            .append_verified(bytes, verified)
+            .append_verified(bytes.clone(), verified)
             .await
             .map_err(ApiError::from)?;
         let cp = appended.checkpoint.clone();
         let vrf = self.vrf.clone();
+        // The sequencer answered with the entry's inclusion proof: only the map proof is read.
+        let appended_entry = appended.inclusion_proof.map(|inclusion| ProvenEntry {
+            index: appended.index,
+            entry: bytes,
+            inclusion,
+        });
         let answer = blocking_read(&self.storage, move |s| {
             // The label is in the directory now: its proof is kept from here on.
             if let Some(proof) = &named {
                 vrf.remember(s, &identifier, proof)?;
             }
-            lookup_at(s, cp.checkpoint(), &label)
+            answer_at(s, cp.checkpoint(), &label, appended_entry)
         })
         .await?;
         if answer.entry.as_ref().map(|e| e.index) != Some(appended.index) {
@@ -310,11 +316,23 @@ fn proven_entry(s: &Storage, cp: &Checkpoint, index: u64) -> Result<ProvenEntry,
 /// The lookup answer for `label` under `cp`: the map proof at `cp`'s epoch and, if present, the
 /// entry its value names.
 fn lookup_at(s: &Storage, cp: &Checkpoint, label: &Label) -> Result<LookupAnswer, ApiError> {
+    answer_at(s, cp, label, None)
+}
+
+/// [`lookup_at`], with the entry and inclusion proof in `known` used instead of storage's when
+/// the map names that entry.
+fn answer_at(
+    s: &Storage,
+    cp: &Checkpoint,
+    label: &Label,
+    known: Option<ProvenEntry>,
+) -> Result<LookupAnswer, ApiError> {
     let map_proof = map::prove(&s.map_at(cp.epoch), label)?;
     let entry = match map_proof.terminal() {
-        map::Terminal::Leaf { label: l, value } if l == label => {
-            Some(proven_entry(s, cp, value.index)?)
-        }
+        map::Terminal::Leaf { label: l, value } if l == label => match known {
+            Some(known) if known.index == value.index => Some(known),
+            _ => Some(proven_entry(s, cp, value.index)?),
+        },
         _ => None,
     };
     Ok(LookupAnswer { map_proof, entry })
@@ -459,13 +477,26 @@ impl Messages for DirectoryService {
         let bytes = request.into_inner().entry;
         check_entry_size(&bytes)?;
         Message::decode(&bytes).map_err(|e| ApiError::InvalidArgument(format!("entry: {e}")))?;
-        let appended = self.sequencer.append(bytes).await.map_err(ApiError::from)?;
+        let appended = self
+            .sequencer
+            .append(bytes.clone())
+            .await
+            .map_err(ApiError::from)?;
         let cp = appended.checkpoint.clone();
         let index = appended.index;
-        let proven = blocking_read(&self.storage, move |s| {
-            proven_entry(s, cp.checkpoint(), index)
-        })
-        .await?;
+        let proven = match appended.inclusion_proof {
+            Some(inclusion) => ProvenEntry {
+                index,
+                entry: bytes,
+                inclusion,
+            },
+            None => {
+                blocking_read(&self.storage, move |s| {
+                    proven_entry(s, cp.checkpoint(), index)
+                })
+                .await?
+            }
+        };
         Ok(Response::new(SendMessageResponse {
             checkpoint: Some(kt_proto::v1::Checkpoint {
                 note: appended.checkpoint.note().as_bytes().to_vec(),

@@ -508,6 +508,14 @@ impl Sequencer {
                     continue;
                 }
                 last_commit = Instant::now();
+                if epoch_over {
+                    // Epochs close on a fixed cadence, not an interval after the last commit
+                    // ended: callers answered by this commit append again within the next
+                    // interval, instead of waiting out the commit's duration as well. An epoch
+                    // that overran the interval is followed at once by the next, if requests
+                    // are waiting.
+                    epoch_due = (epoch_due + config.epoch_interval).max(last_commit);
+                }
                 continue;
             }
             if closing {
