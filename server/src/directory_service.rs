@@ -33,7 +33,6 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
 use crate::sequencer::SequencerHandle;
-use crate::service::blocking_read;
 use crate::storage::Storage;
 use crate::vrf_labels::{LabelError, LabelProof, VrfLabels};
 
@@ -194,10 +193,7 @@ impl DirectoryService {
         let named = if identifier.is_empty() {
             None
         } else {
-            let vrf = self.vrf.clone();
-            let id = identifier.clone();
-            let proof =
-                blocking_read(&self.storage, move |s| label_of(&vrf, s, &id, "identifier")).await?;
+            let proof = label_of(&self.vrf, &self.storage, &identifier, "identifier")?;
             if proof.label != label {
                 return Err(ApiError::InvalidArgument(
                     "the entry's label is not the VRF label of `identifier` (look the identifier \
@@ -212,28 +208,26 @@ impl DirectoryService {
         // sequencer thread only applies the rules: it does not verify again a signature that
         // was verified here with the same key, and verifies any other (a key that changed in
         // between) itself.
-        let verified = blocking_read(&self.storage, move |s| verify_ahead(s, &update)).await?;
+        let verified = verify_ahead(&self.storage, &update)?;
         let appended = self
             .sequencer
             .append_verified(bytes.clone(), verified)
             .await
             .map_err(ApiError::from)?;
-        let cp = appended.checkpoint.clone();
-        let vrf = self.vrf.clone();
         // The sequencer answered with the entry's inclusion proof: only the map proof is read.
         let appended_entry = appended.inclusion_proof.map(|inclusion| ProvenEntry {
             index: appended.index,
             entry: bytes,
             inclusion,
         });
-        let answer = blocking_read(&self.storage, move |s| {
-            // The label is in the directory now: its proof is kept from here on.
-            if let Some(proof) = &named {
-                vrf.remember(s, &identifier, proof)?;
-            }
-            answer_at(s, cp.checkpoint(), &label, appended_entry)
-        })
-        .await?;
+        // The label is in the directory now: its proof is kept from here on.
+        if let Some(proof) = &named {
+            self.vrf
+                .remember(&self.storage, &identifier, proof)
+                .map_err(ApiError::from)?;
+        }
+        let s = &self.storage;
+        let answer = answer_at(s, appended.checkpoint.checkpoint(), &label, appended_entry)?;
         if answer.entry.as_ref().map(|e| e.index) != Some(appended.index) {
             return Err(
                 ApiError::Internal("the map does not name the entry just appended".into()).into(),
@@ -399,23 +393,19 @@ impl Directory for DirectoryService {
             ))
             .into());
         }
-        let vrf = self.vrf.clone();
-        let (note, proof, answer) = blocking_read(&self.storage, move |s| {
-            let proof = label_of(&vrf, s, &identifier, "identifier")?;
-            keep_if_registered(&vrf, s, &identifier, &proof)?;
-            let (note, answer) = match epoch {
-                Some(epoch) if epoch != latest_epoch => {
-                    let (note, cp) = stored_checkpoint(s, epoch)?;
-                    (note, lookup_at(s, &cp, &proof.label)?)
-                }
-                _ => (
-                    latest.note().as_bytes().to_vec(),
-                    lookup_at(s, latest.checkpoint(), &proof.label)?,
-                ),
-            };
-            Ok((note, proof, answer))
-        })
-        .await?;
+        let (s, vrf) = (&*self.storage, &self.vrf);
+        let proof = label_of(vrf, s, &identifier, "identifier")?;
+        keep_if_registered(vrf, s, &identifier, &proof)?;
+        let (note, answer) = match epoch {
+            Some(epoch) if epoch != latest_epoch => {
+                let (note, cp) = stored_checkpoint(s, epoch)?;
+                (note, lookup_at(s, &cp, &proof.label)?)
+            }
+            _ => (
+                latest.note().as_bytes().to_vec(),
+                lookup_at(s, latest.checkpoint(), &proof.label)?,
+            ),
+        };
         Ok(Response::new(lookup_response(note, &proof.proof, &answer)))
     }
 
@@ -425,40 +415,35 @@ impl Directory for DirectoryService {
     ) -> Result<Response<HistoryResponse>, Status> {
         let identifier = request.into_inner().identifier;
         let latest = self.latest();
-        let cp = latest.clone();
-        let vrf = self.vrf.clone();
-        let (proof, answer) = blocking_read(&self.storage, move |s| {
-            let proof = label_of(&vrf, s, &identifier, "identifier")?;
-            keep_if_registered(&vrf, s, &identifier, &proof)?;
-            let label = proof.label;
-            let cp = cp.checkpoint();
-            let map_proof = map::prove(&s.map_at(cp.epoch), &label)?;
-            let mut versions = Vec::new();
-            if let map::Terminal::Leaf { label: l, value } = map_proof.terminal() {
-                if *l == label {
-                    if value.version > MAX_HISTORY_VERSIONS {
-                        return Err(ApiError::OutOfRange(format!(
-                            "the label has {} versions, more than the {MAX_HISTORY_VERSIONS} one answer carries",
-                            value.version
-                        )));
-                    }
-                    for version in 1..=value.version {
-                        let index = s.version_index(&label, version)?.ok_or_else(|| {
-                            ApiError::Internal(format!("version {version} is not indexed"))
-                        })?;
-                        versions.push(proven_entry(s, cp, index)?);
-                    }
+        let (s, vrf) = (&*self.storage, &self.vrf);
+        let proof = label_of(vrf, s, &identifier, "identifier")?;
+        keep_if_registered(vrf, s, &identifier, &proof)?;
+        let label = proof.label;
+        let cp = latest.checkpoint();
+        let map_proof = map::prove(&s.map_at(cp.epoch), &label).map_err(ApiError::from)?;
+        let mut versions = Vec::new();
+        if let map::Terminal::Leaf { label: l, value } = map_proof.terminal() {
+            if *l == label {
+                if value.version > MAX_HISTORY_VERSIONS {
+                    return Err(ApiError::OutOfRange(format!(
+                        "the label has {} versions, more than the {MAX_HISTORY_VERSIONS} one answer carries",
+                        value.version
+                    ))
+                    .into());
+                }
+                for version in 1..=value.version {
+                    let index = s.version_index(&label, version).map_err(ApiError::from)?;
+                    let index = index.ok_or_else(|| {
+                        ApiError::Internal(format!("version {version} is not indexed"))
+                    })?;
+                    versions.push(proven_entry(s, cp, index)?);
                 }
             }
-            Ok((
-                proof,
-                HistoryAnswer {
-                    versions,
-                    map_proof,
-                },
-            ))
-        })
-        .await?;
+        }
+        let answer = HistoryAnswer {
+            versions,
+            map_proof,
+        };
         Ok(Response::new(history_response(
             latest.note().as_bytes().to_vec(),
             &proof.proof,
@@ -482,7 +467,6 @@ impl Messages for DirectoryService {
             .append(bytes.clone())
             .await
             .map_err(ApiError::from)?;
-        let cp = appended.checkpoint.clone();
         let index = appended.index;
         let proven = match appended.inclusion_proof {
             Some(inclusion) => ProvenEntry {
@@ -490,12 +474,7 @@ impl Messages for DirectoryService {
                 entry: bytes,
                 inclusion,
             },
-            None => {
-                blocking_read(&self.storage, move |s| {
-                    proven_entry(s, cp.checkpoint(), index)
-                })
-                .await?
-            }
+            None => proven_entry(&self.storage, appended.checkpoint.checkpoint(), index)?,
         };
         Ok(Response::new(SendMessageResponse {
             checkpoint: Some(kt_proto::v1::Checkpoint {
@@ -527,27 +506,25 @@ impl Messages for DirectoryService {
             n => n,
         };
         let latest = self.latest();
-        let cp = latest.clone();
-        let vrf = self.vrf.clone();
-        let (proof, messages) = blocking_read(&self.storage, move |s| {
-            let proof = label_of(&vrf, s, &req.author, "author")?;
-            keep_if_registered(&vrf, s, &req.author, &proof)?;
-            let author = proof.label;
-            let cp = cp.checkpoint();
-            let mut out: Vec<ProvenEntry> = Vec::new();
-            let mut bytes = 0;
-            for (_, index) in s.message_indexes(&author, req.from_sequence, limit as usize)? {
-                // Rows of an epoch being committed right now are not in `cp` yet.
-                if index >= cp.size || bytes >= MAX_READ_BYTES {
-                    break;
-                }
-                let proven = proven_entry(s, cp, index)?;
-                bytes += proven.entry.len() + 32 * proven.inclusion.len();
-                out.push(proven);
+        let (s, vrf) = (&*self.storage, &self.vrf);
+        let proof = label_of(vrf, s, &req.author, "author")?;
+        keep_if_registered(vrf, s, &req.author, &proof)?;
+        let author = proof.label;
+        let cp = latest.checkpoint();
+        let mut messages: Vec<ProvenEntry> = Vec::new();
+        let mut bytes = 0;
+        let indexes = s
+            .message_indexes(&author, req.from_sequence, limit as usize)
+            .map_err(ApiError::from)?;
+        for (_, index) in indexes {
+            // Rows of an epoch being committed right now are not in `cp` yet.
+            if index >= cp.size || bytes >= MAX_READ_BYTES {
+                break;
             }
-            Ok((proof, out))
-        })
-        .await?;
+            let proven = proven_entry(s, cp, index)?;
+            bytes += proven.entry.len() + 32 * proven.inclusion.len();
+            messages.push(proven);
+        }
         Ok(Response::new(ReadMessagesResponse {
             checkpoint: Some(kt_proto::v1::Checkpoint {
                 note: latest.note().as_bytes().to_vec(),

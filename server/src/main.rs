@@ -93,6 +93,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => ("plaintext", "http"),
     };
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
         .enable_all()
         .build()?
         .block_on(async move {
@@ -125,4 +126,20 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Async workers: four per core, at least eight. Storage reads run on the worker serving the
+/// request (see `service::blocking_read`), so a read that waits on the disk holds its worker;
+/// the spare workers keep serving meanwhile. On the 2-core machine 4 and 16 workers served
+/// lookups alike (docs/performance.md). `TOKIO_WORKER_THREADS` overrides it, as tokio's own.
+fn worker_threads() -> usize {
+    if let Some(n) = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (4 * cores).max(8)
 }

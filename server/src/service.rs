@@ -75,17 +75,15 @@ impl LogService {
     fn latest(&self) -> Arc<SignedCheckpoint> {
         self.latest.borrow().clone()
     }
-
-    async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Storage) -> Result<T, ApiError> + Send + 'static,
-    {
-        blocking_read(&self.storage, f).await
-    }
 }
 
-/// Runs a blocking storage read off the async workers.
+/// Runs storage work that may wait on the disk (a synced write) off the async workers.
+///
+/// Reads do not come here: they run on the worker that serves the request. They are served
+/// from RocksDB's memtables, block cache or the OS page cache, and on 2-core VMs handing each
+/// one to the blocking pool and back cost more than the read (docs/performance.md, change 14);
+/// the runtime has spare workers so that a read that does wait on the disk holds up only its
+/// own (see `main.rs`).
 pub(crate) async fn blocking_read<T, F>(storage: &Arc<Storage>, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
@@ -142,10 +140,7 @@ impl Log for LogService {
         let (index, size) = (appended.index, appended.checkpoint.checkpoint().size);
         let proof = match appended.inclusion_proof {
             Some(proof) => proof,
-            None => {
-                self.read(move |s| Ok(merkle::inclusion_proof(s, index, size)?))
-                    .await?
-            }
+            None => merkle::inclusion_proof(&*self.storage, index, size).map_err(ApiError::from)?,
         };
         let receipt = AppendReceipt {
             index,
@@ -224,13 +219,10 @@ impl Log for LogService {
                     ))
                     .into());
                 }
-                let note = self
-                    .read(move |s| {
-                        s.checkpoint(epoch)?.ok_or_else(|| {
-                            ApiError::Internal(format!("checkpoint of epoch {epoch} is missing"))
-                        })
-                    })
-                    .await?;
+                let note = self.storage.checkpoint(epoch).map_err(ApiError::from)?;
+                let note = note.ok_or_else(|| {
+                    ApiError::Internal(format!("checkpoint of epoch {epoch} is missing"))
+                })?;
                 Checkpoint { note }
             }
         };
@@ -251,9 +243,8 @@ impl Log for LogService {
             ))
             .into());
         }
-        let proof = self
-            .read(move |s| Ok(merkle::inclusion_proof(s, index, tree_size)?))
-            .await?;
+        let proof =
+            merkle::inclusion_proof(&*self.storage, index, tree_size).map_err(ApiError::from)?;
         Ok(Response::new(GetInclusionProofResponse {
             hashes: hashes_to_wire(&proof),
         }))
@@ -271,9 +262,8 @@ impl Log for LogService {
             .into());
         }
         published_size(&self.latest(), new_size, "new_size")?;
-        let proof = self
-            .read(move |s| Ok(merkle::consistency_proof(s, old_size, new_size)?))
-            .await?;
+        let proof = merkle::consistency_proof(&*self.storage, old_size, new_size)
+            .map_err(ApiError::from)?;
         Ok(Response::new(GetConsistencyProofResponse {
             hashes: hashes_to_wire(&proof),
         }))
