@@ -72,10 +72,9 @@ async fn tile(State(state): State<TileState>, Path(path): Path<String>) -> Respo
         }
     };
     let size = state.latest.borrow().checkpoint().size;
-    let storage = state.storage.clone();
-    let result = tokio::task::spawn_blocking(move || read_tile(&storage, size, tile)).await;
-    match result {
-        Ok(Ok(Some(bytes))) => (
+    // On the serving worker, like the gRPC reads (see `service::blocking_read`).
+    match read_tile(&state.storage, size, tile) {
+        Ok(Some(bytes)) => (
             [
                 (
                     header::CONTENT_TYPE,
@@ -89,15 +88,14 @@ async fn tile(State(state): State<TileState>, Path(path): Path<String>) -> Respo
             bytes,
         )
             .into_response(),
-        Ok(Ok(None)) => text(
+        Ok(None) => text(
             StatusCode::NOT_FOUND,
             format!("{full_path} is not in the tree of the latest checkpoint (size {size})"),
         ),
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "tile read failed");
             text(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
         }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
