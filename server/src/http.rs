@@ -72,7 +72,7 @@ async fn tile(State(state): State<TileState>, Path(path): Path<String>) -> Respo
         }
     };
     let size = state.latest.borrow().checkpoint().size;
-    // On the serving worker, like the gRPC reads (see `service::blocking_read`).
+    // On the serving worker, like the gRPC reads (see `service::on_blocking_pool`).
     match read_tile(&state.storage, size, tile) {
         Ok(Some(bytes)) => (
             [

@@ -129,7 +129,7 @@ async fn wait_for_signal() {
 }
 
 /// Async workers: four per core, at least eight. Storage reads run on the worker serving the
-/// request (see `service::blocking_read`), so a read that waits on the disk holds its worker;
+/// request (see `service::on_blocking_pool`), so a read that waits on the disk holds its worker;
 /// the spare workers keep serving meanwhile. On the 2-core machine 4 and 16 workers served
 /// lookups alike (docs/performance.md). `TOKIO_WORKER_THREADS` overrides it, as tokio's own.
 fn worker_threads() -> usize {

@@ -84,7 +84,7 @@ impl LogService {
 /// one to the blocking pool and back cost more than the read (docs/performance.md, change 14);
 /// the runtime has spare workers so that a read that does wait on the disk holds up only its
 /// own (see `main.rs`).
-pub(crate) async fn blocking_read<T, F>(storage: &Arc<Storage>, f: F) -> Result<T, ApiError>
+pub(crate) async fn on_blocking_pool<T, F>(storage: &Arc<Storage>, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Storage) -> Result<T, ApiError> + Send + 'static,

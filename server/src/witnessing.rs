@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, watch, Mutex};
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
-use crate::service::blocking_read;
+use crate::service::on_blocking_pool;
 use crate::storage::Storage;
 
 /// Epochs that just gained a cosignature, for `WatchCheckpoints` to deliver again.
@@ -75,7 +75,7 @@ impl WitnessingService {
             .clone();
         let _guard = self.lock.lock().await;
         let (origin, log_key) = (self.origin.clone(), self.log_key.clone());
-        let published = blocking_read(&self.storage, move |s| {
+        let published = on_blocking_pool(&self.storage, move |s| {
             let note = s
                 .log_checkpoint(epoch)?
                 .ok_or_else(|| ApiError::NotFound(format!("no checkpoint for epoch {epoch}")))?;
