@@ -130,6 +130,16 @@ impl Job {
     }
 }
 
+/// When the epoch after one that was due at `due` and committed at `committed` is due.
+///
+/// Epochs close on a fixed cadence, not an interval after the last commit ended: callers
+/// answered by a commit append again within the next interval, instead of waiting out the
+/// commit's duration as well. An epoch that overran the interval is followed at once by the
+/// next, if requests are waiting.
+fn next_epoch_due(due: Instant, interval: Duration, committed: Instant) -> Instant {
+    (due + interval).max(committed)
+}
+
 /// Entries in the jobs.
 fn entries_in(jobs: &[Job]) -> usize {
     jobs.iter().map(Job::len).sum()
@@ -509,12 +519,7 @@ impl Sequencer {
                 }
                 last_commit = Instant::now();
                 if epoch_over {
-                    // Epochs close on a fixed cadence, not an interval after the last commit
-                    // ended: callers answered by this commit append again within the next
-                    // interval, instead of waiting out the commit's duration as well. An epoch
-                    // that overran the interval is followed at once by the next, if requests
-                    // are waiting.
-                    epoch_due = (epoch_due + config.epoch_interval).max(last_commit);
+                    epoch_due = next_epoch_due(epoch_due, config.epoch_interval, last_commit);
                 }
                 continue;
             }
@@ -1216,6 +1221,17 @@ mod tests {
         shutdown.store(true, Ordering::SeqCst);
         drop(handle);
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn epochs_are_due_on_a_fixed_cadence() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // A commit that took 1 ms of a 5 ms interval: the next epoch is due 5 ms after this
+        // one was, not 5 ms after the commit ended.
+        assert_eq!(next_epoch_due(t0, ms(5), t0 + ms(1)), t0 + ms(5));
+        // A commit that overran the interval: the next epoch is due at once.
+        assert_eq!(next_epoch_due(t0, ms(5), t0 + ms(7)), t0 + ms(7));
     }
 
     fn record(i: u64) -> Vec<u8> {
