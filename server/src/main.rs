@@ -92,25 +92,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(_) => ("TLS", "https"),
         None => ("plaintext", "http"),
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads())
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            let server = ktd::start(config).await?;
-            println!("ktd serving origin {}", server.origin);
-            println!("  gRPC        {} ({grpc_scheme})", server.grpc_addr);
-            println!(
-                "  HTTP tiles  {http_scheme}://{}/checkpoint",
-                server.http_addr
-            );
-            println!("  log key     {}", server.verifier_key);
-            println!("  VRF key     {}", server.vrf_public_key);
-            wait_for_signal().await;
-            eprintln!("ktd: shutting down (finishing the current epoch)");
-            server.shutdown().await;
-            Ok(())
-        })
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // tokio reads `TOKIO_WORKER_THREADS` itself, unless a count is set here.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        runtime.worker_threads(default_worker_threads());
+    }
+    runtime.enable_all().build()?.block_on(async move {
+        let server = ktd::start(config).await?;
+        println!("ktd serving origin {}", server.origin);
+        println!("  gRPC        {} ({grpc_scheme})", server.grpc_addr);
+        println!(
+            "  HTTP tiles  {http_scheme}://{}/checkpoint",
+            server.http_addr
+        );
+        println!("  log key     {}", server.verifier_key);
+        println!("  VRF key     {}", server.vrf_public_key);
+        wait_for_signal().await;
+        eprintln!("ktd: shutting down (finishing the current epoch)");
+        server.shutdown().await;
+        Ok(())
+    })
 }
 
 async fn wait_for_signal() {
@@ -131,15 +132,8 @@ async fn wait_for_signal() {
 /// Async workers: four per core, at least eight. Storage reads run on the worker serving the
 /// request (see `service::on_blocking_pool`), so a read that waits on the disk holds its worker;
 /// the spare workers keep serving meanwhile. On the 2-core machine 4 and 16 workers served
-/// lookups alike (docs/performance.md). `TOKIO_WORKER_THREADS` overrides it, as tokio's own.
-fn worker_threads() -> usize {
-    if let Some(n) = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-    {
-        return n;
-    }
+/// lookups alike (docs/performance.md).
+fn default_worker_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (4 * cores).max(8)
 }
