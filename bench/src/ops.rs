@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use kt_core::checkpoint::{Checkpoint, CheckpointOpener};
 use kt_core::directory::{
     verify_history, verify_label, verify_lookup, HistoryAnswer, KeyUpdate, Label, LookupAnswer, Op,
-    Role, UserKey,
+    Role, UserKey, UserSigner,
 };
 use kt_core::hash::{leaf_hash, Hash};
 use kt_core::note::NoteVerifier;
@@ -64,7 +64,9 @@ pub struct Owned {
     pub label: Label,
     pub version: u64,
     pub leaf_hash: Hash,
-    pub alg: KeyAlg,
+    /// The key of `version`, kept so that the next rotation does not derive it again (deriving
+    /// an Ed25519 key is a scalar multiplication, about a sixth of a rotation's client work).
+    pub signer: UserSigner,
 }
 
 fn verify_failure(what: impl Into<String>, latency: Duration) -> OpResult {
@@ -254,7 +256,7 @@ impl Api {
             label,
             version: 1,
             leaf_hash: update.leaf_hash(),
-            alg,
+            signer,
         };
         self.receipt(resp, &update, latency, owned)
     }
@@ -291,7 +293,7 @@ impl Api {
                 label,
                 version,
                 leaf_hash,
-                alg,
+                signer: signer_for(identifier, version, alg),
             }),
             (_, Some(_)) => Err(Outcome::Verify(format!("{identifier} has no key (revoked)"))),
             (_, None) => Err(Outcome::Verify(format!(
@@ -303,7 +305,7 @@ impl Api {
     /// A rotation to the derived key of the next version in `alg`, signed by the current key and
     /// the new one. Latency: the `Rotate` call.
     pub async fn rotate(&mut self, user: &Owned, alg: KeyAlg) -> (OpResult, Option<Owned>) {
-        let old = signer_for(&user.identifier, user.version, user.alg);
+        let old = &user.signer;
         let version = user.version + 1;
         let new = signer_for(&user.identifier, version, alg);
         let update = KeyUpdate::new(
@@ -314,7 +316,7 @@ impl Api {
             Some(new.public()),
             now_ms(),
         )
-        .and_then(|u| u.sign(Role::PreviousKey, &old))
+        .and_then(|u| u.sign(Role::PreviousKey, old))
         .and_then(|u| u.sign(Role::NewKey, &new))
         .expect("a rotation with two signatures is well-formed");
         // No identifier: the previous key's signature names the label, so the server need not
@@ -331,7 +333,7 @@ impl Api {
             label: user.label,
             version,
             leaf_hash: update.leaf_hash(),
-            alg,
+            signer: new,
         };
         self.receipt(resp, &update, latency, owned)
     }

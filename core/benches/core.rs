@@ -249,6 +249,13 @@ fn signatures(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // What KeyTrail runs (users' keys, notes, cosignatures): verify_strict's verdicts, compared
+    // in projective coordinates instead of compressing R' (kt_core's edwards.rs).
+    let user = UserSigner::ed25519_from_seed([7; 32]);
+    let (user_key, user_sig) = (user.public(), user.sign(&messages[0]));
+    g.bench_function("ed25519 UserKey::verify (one)", |b| {
+        b.iter(|| user_key.verify(black_box(&messages[0]), &user_sig).unwrap())
+    });
     g.throughput(Throughput::Elements(1_024));
     let refs: Vec<&[u8]> = messages.iter().map(|m| m.as_slice()).collect();
     g.bench_function("ed25519 verify_batch (1,024)", |b| {

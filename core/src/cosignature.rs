@@ -30,7 +30,7 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::note::{
@@ -249,12 +249,13 @@ impl CosignatureVerifier {
         }
         check_checkpoint_text(checkpoint_text)?;
         let msg = signed_message(checkpoint_text, cosignature.timestamp);
-        self.key
-            .verify_strict(&msg, &Signature::from_bytes(&cosignature.signature))
-            .map_err(|_| CosignatureError::InvalidSignature {
+        if !crate::edwards::verify_strict(&self.key, &msg, &cosignature.signature) {
+            return Err(CosignatureError::InvalidSignature {
                 name: self.name.as_str().to_owned(),
                 id: self.id,
-            })
+            });
+        }
+        Ok(())
     }
 
     /// Finds this cosigner's line among a parsed note's signatures and verifies it against the

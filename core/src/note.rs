@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hash::sha256;
@@ -286,9 +286,7 @@ impl NoteVerifier {
         let Ok(sig) = <[u8; ED25519_SIG_LEN]>::try_from(sig) else {
             return false;
         };
-        self.key
-            .verify_strict(msg, &Signature::from_bytes(&sig))
-            .is_ok()
+        crate::edwards::verify_strict(&self.key, msg, &sig)
     }
 }
 

@@ -4,7 +4,7 @@
 //! compact signatures, and BIP-340 Schnorr. Every key has exactly one accepted encoding and every
 //! signature at most one accepted encoding, so an entry's bytes are determined by what it means.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use secp256k1::{ecdsa, schnorr, Keypair, PublicKey, SecretKey, XOnlyPublicKey};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
@@ -276,8 +276,11 @@ impl UserKey {
         match self {
             UserKey::Ed25519(k) => {
                 let sig = sig_array::<ED25519_SIG_LEN>(signature)?;
-                k.0.verify_strict(message, &Signature::from_bytes(sig))
-                    .map_err(|_| SignatureError::Invalid)
+                if crate::edwards::verify_strict(&k.0, message, sig) {
+                    Ok(())
+                } else {
+                    Err(SignatureError::Invalid)
+                }
             }
             UserKey::Secp256k1Ecdsa(k) => {
                 let sig = sig_array::<SECP256K1_ECDSA_SIG_LEN>(signature)?;
