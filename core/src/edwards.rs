@@ -52,8 +52,9 @@ pub(crate) fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
 /// canonical. The verdicts are the same: `compress` is injective on points and its output is
 /// always canonical, so `compress(R') == bytes` holds exactly when the bytes are canonical and
 /// decompress to `R'`. Every other check is `verify_strict`'s: `s < ℓ`, `R` decompresses, and
-/// neither `R` nor `A` has small order. A differential test compares the two on valid,
-/// corrupted and torsion-laden signatures; the Wycheproof and RFC 8032 suites run through it.
+/// neither `R` nor `A` has small order. Differential tests below compare the two on valid,
+/// corrupted and torsion-laden signatures, and Wycheproof's Ed25519 suite runs through
+/// `UserKey::verify` (`core/tests/directory_wycheproof.rs`).
 pub(crate) fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
     let (r_bytes, s_bytes) = signature.split_at(32);
     let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 of 64 bytes");
