@@ -65,7 +65,7 @@ pub struct Owned {
     pub version: u64,
     pub leaf_hash: Hash,
     /// The key of `version`, kept so that the next rotation does not derive it again (deriving
-    /// an Ed25519 key is a scalar multiplication, about a sixth of a rotation's client work).
+    /// an Ed25519 key is a scalar multiplication, about a seventh of a rotation's client work).
     pub signer: UserSigner,
 }
 
