@@ -255,8 +255,9 @@ impl UserKey {
 
     /// Checks `signature` over `message` (the full signed bytes).
     ///
-    /// **Ed25519** uses `verify_strict`: `S` must be reduced, and neither the key nor `R` may have
-    /// small order. This is stricter than RFC 8032's cofactorless check in exactly the cases that
+    /// **Ed25519** uses ed25519-dalek's `verify_strict` rule (computed by
+    /// `crate::edwards::verify_strict`, which gives the same verdicts a little faster): `S` must
+    /// be reduced, and neither the key nor `R` may have small order. This is stricter than RFC 8032's cofactorless check in exactly the cases that
     /// let one signature have several encodings or verify for several messages, and it is what the
     /// log's note signatures use too. Wycheproof's Ed25519 verdicts all agree with it
     /// (`core/tests/directory_wycheproof.rs`).
