@@ -209,17 +209,19 @@ impl DirectoryService {
         // was verified here with the same key, and verifies any other (a key that changed in
         // between) itself.
         let verified = verify_ahead(&self.storage, &update)?;
-        let appended = self
+        let mut appended = self
             .sequencer
             .append_verified(bytes.clone(), verified)
             .await
             .map_err(ApiError::from)?;
         // The sequencer answered with the entry's inclusion proof: only the map proof is read.
-        let appended_entry = appended.inclusion_proof.map(|inclusion| ProvenEntry {
+        let appended_entry = ProvenEntry {
             index: appended.index,
+            inclusion: appended
+                .take_inclusion_proof(&self.storage)
+                .map_err(ApiError::from)?,
             entry: bytes,
-            inclusion,
-        });
+        };
         // The label is in the directory now: its proof is kept from here on.
         if let Some(proof) = &named {
             self.vrf
@@ -227,7 +229,12 @@ impl DirectoryService {
                 .map_err(ApiError::from)?;
         }
         let s = &self.storage;
-        let answer = answer_at(s, appended.checkpoint.checkpoint(), &label, appended_entry)?;
+        let answer = answer_at(
+            s,
+            appended.checkpoint.checkpoint(),
+            &label,
+            Some(appended_entry),
+        )?;
         if answer.entry.as_ref().map(|e| e.index) != Some(appended.index) {
             return Err(
                 ApiError::Internal("the map does not name the entry just appended".into()).into(),
@@ -462,19 +469,17 @@ impl Messages for DirectoryService {
         let bytes = request.into_inner().entry;
         check_entry_size(&bytes)?;
         Message::decode(&bytes).map_err(|e| ApiError::InvalidArgument(format!("entry: {e}")))?;
-        let appended = self
+        let mut appended = self
             .sequencer
             .append(bytes.clone())
             .await
             .map_err(ApiError::from)?;
-        let index = appended.index;
-        let proven = match appended.inclusion_proof {
-            Some(inclusion) => ProvenEntry {
-                index,
-                entry: bytes,
-                inclusion,
-            },
-            None => proven_entry(&self.storage, appended.checkpoint.checkpoint(), index)?,
+        let proven = ProvenEntry {
+            index: appended.index,
+            inclusion: appended
+                .take_inclusion_proof(&self.storage)
+                .map_err(ApiError::from)?,
+            entry: bytes,
         };
         Ok(Response::new(SendMessageResponse {
             checkpoint: Some(kt_proto::v1::Checkpoint {

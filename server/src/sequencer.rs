@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::directory::VerifiedSignatures;
 use kt_core::hash::{leaf_hash, Hash, HASH_SIZE};
-use kt_core::merkle::{inclusion_proof, Frontier, HashReader, NodeId};
+use kt_core::merkle::{inclusion_proof, Frontier, HashReader, NodeId, ProofError};
 use kt_core::note::NoteSigner;
 use kt_core::tiles::{stored_position, TILE_HEIGHT, TILE_WIDTH};
 use thiserror::Error;
@@ -86,6 +86,21 @@ pub struct Appended {
     /// a batch's entries, whose answer carries no proofs). Built from the sequencer's memory,
     /// so the answer needs no storage read.
     pub inclusion_proof: Option<Vec<Hash>>,
+}
+
+impl Appended {
+    /// The entry's inclusion proof in `checkpoint`'s tree: the one the sequencer built, or,
+    /// for an answer without one (a batch's entry), storage's. Taken, so it moves into the
+    /// answer without a copy.
+    pub fn take_inclusion_proof(
+        &mut self,
+        storage: &Storage,
+    ) -> Result<Vec<Hash>, ProofError<StorageError>> {
+        match self.inclusion_proof.take() {
+            Some(proof) => Ok(proof),
+            None => inclusion_proof(storage, self.index, self.checkpoint.checkpoint().size),
+        }
+    }
 }
 
 type Reply = oneshot::Sender<Result<Appended, SequencerError>>;

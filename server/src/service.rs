@@ -132,16 +132,15 @@ impl Log for LogService {
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
         let bytes = record_entry(request.get_ref())?;
-        let appended = self
+        let mut appended = self
             .sequencer
             .append(bytes.clone())
             .await
             .map_err(ApiError::from)?;
-        let (index, size) = (appended.index, appended.checkpoint.checkpoint().size);
-        let proof = match appended.inclusion_proof {
-            Some(proof) => proof,
-            None => merkle::inclusion_proof(&*self.storage, index, size).map_err(ApiError::from)?,
-        };
+        let index = appended.index;
+        let proof = appended
+            .take_inclusion_proof(&self.storage)
+            .map_err(ApiError::from)?;
         let receipt = AppendReceipt {
             index,
             entry: bytes,
