@@ -281,7 +281,7 @@ fn policy(cli: &Cli) -> anyhow::Result<kt_client::Policy> {
         let k = cli.witness_threshold.unwrap_or(witnesses.len());
         Some(
             kt_core::cosignature::WitnessPolicy::new(witnesses, k)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                .map_err(|e| anyhow::anyhow!("--witness: {e}"))?,
         )
     };
     Ok(kt_client::Policy {
@@ -341,6 +341,8 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     if let Command::Key(KeyCommand::New { identifier, alg }) = &cli.command {
         return directory::key_new(cli, identifier, *alg);
     }
+    // Flags first: a bad witness policy is refused before anything is sent.
+    let policy = policy(cli)?;
     let key = log_key(cli)?;
     let state = state_path(cli, &key)?;
     let tls = kt_client::TlsOptions {
@@ -350,7 +352,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     };
     let mut client = LogClient::connect_tls(&cli.server, &key, &state, &tls)
         .await?
-        .with_policy(policy(cli)?);
+        .with_policy(policy);
     match &cli.command {
         Command::Append { namespace, payload } => {
             let bytes = read_payload(payload)?;
