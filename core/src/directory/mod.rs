@@ -27,7 +27,8 @@ pub use label::{
 };
 pub use message::Message;
 pub use rules::{
-    apply_message, apply_update, apply_update_verified, LabelState, RuleError, VerifiedSignatures,
+    apply_message, apply_update, apply_update_verified, check_update_time, LabelState, RuleError,
+    VerifiedSignatures, MAX_UPDATE_SKEW_MS,
 };
 pub use update::{KeyUpdate, Op, Role, UpdateSignature};
 pub use verify::{
