@@ -291,6 +291,26 @@ fn policy(cli: &Cli) -> anyhow::Result<kt_client::Policy> {
     })
 }
 
+/// The user identifier a command names, if any.
+fn named_identifier(command: &Command) -> Option<&str> {
+    match command {
+        Command::Lookup { identifier, .. }
+        | Command::History { identifier }
+        | Command::Monitor { identifier, .. }
+        | Command::Key(
+            KeyCommand::New { identifier, .. }
+            | KeyCommand::Register { identifier, .. }
+            | KeyCommand::Rotate { identifier, .. }
+            | KeyCommand::Revoke { identifier }
+            | KeyCommand::Recover { identifier, .. },
+        )
+        | Command::Message(
+            MessageCommand::Send { identifier, .. } | MessageCommand::Read { identifier, .. },
+        ) => Some(identifier),
+        _ => None,
+    }
+}
+
 fn state_path(cli: &Cli, key: &str) -> anyhow::Result<PathBuf> {
     if let Some(p) = &cli.state {
         return Ok(p.clone());
@@ -341,8 +361,13 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     if let Command::Key(KeyCommand::New { identifier, alg }) = &cli.command {
         return directory::key_new(cli, identifier, *alg);
     }
-    // Flags first: a bad witness policy is refused before anything is sent.
+    // Flags and arguments first: a bad witness policy or identifier is refused before anything
+    // is sent.
     let policy = policy(cli)?;
+    if let Some(identifier) = named_identifier(&cli.command) {
+        kt_core::directory::check_identifier(identifier)
+            .map_err(|e| anyhow::anyhow!("identifier {identifier:?}: {e}"))?;
+    }
     let key = log_key(cli)?;
     let state = state_path(cli, &key)?;
     let tls = kt_client::TlsOptions {
