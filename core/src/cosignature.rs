@@ -77,6 +77,14 @@ pub enum CosignatureError {
     MalformedPrivateKey,
     #[error("witness policy: {0}")]
     Policy(&'static str),
+    /// One public key listed twice in a witness policy. The signed message does not include the
+    /// name, so one cosignature could be copied under the other name and count twice toward
+    /// the threshold.
+    #[error(
+        "witness policy: {first} and {second} are the same public key; a key may be listed once \
+         whatever its name"
+    )]
+    DuplicateWitnessKey { first: String, second: String },
     #[error("{found} valid cosignatures from the witness policy, {threshold} required")]
     NoQuorum { found: usize, threshold: usize },
 }
@@ -405,7 +413,8 @@ pub struct WitnessPolicy {
 }
 
 impl WitnessPolicy {
-    /// `1 <= threshold <= witnesses.len()`, and no two witnesses with the same name and key id.
+    /// `1 <= threshold <= witnesses.len()`, no public key twice (under any names) and no two
+    /// witnesses with the same name and key id.
     pub fn new(
         witnesses: Vec<CosignatureVerifier>,
         threshold: usize,
@@ -419,6 +428,14 @@ impl WitnessPolicy {
             ));
         }
         for (i, w) in witnesses.iter().enumerate() {
+            // Whatever the names: a cosignature is over the checkpoint and the timestamp only, so
+            // it verifies as well under any name its key is listed with.
+            if let Some(o) = witnesses[..i].iter().find(|o| o.key == w.key) {
+                return Err(CosignatureError::DuplicateWitnessKey {
+                    first: o.to_string(),
+                    second: w.to_string(),
+                });
+            }
             if witnesses[..i]
                 .iter()
                 .any(|o| o.name == w.name && o.id == w.id)

@@ -448,3 +448,60 @@ fn witness_policy_counts_only_valid_cosignatures_of_its_witnesses() {
     assert!(WitnessPolicy::new(vec![ws[0].verifier()], 0).is_err());
     assert!(WitnessPolicy::new(vec![ws[0].verifier(), ws[0].verifier()], 1).is_err());
 }
+
+/// The attack of a key listed twice: a witness cosigns once, the log copies the signature into a
+/// line under the key's second name (the signed message has no name in it, so it verifies), and
+/// a 2-of-2 policy would count one witness twice. Such a policy is refused when it is made,
+/// whatever the names, with an error naming both entries.
+#[test]
+fn a_witness_policy_refuses_one_key_under_two_names() {
+    use kt_core::cosignature::WitnessPolicy;
+    let seed = [5; 32];
+    let w = Cosigner::from_seed(KeyName::new("witness.example/a").unwrap(), seed);
+    let alias = Cosigner::from_seed(KeyName::new("witness.example/b").unwrap(), seed);
+    let (first, second) = (w.verifier(), alias.verifier());
+    assert_ne!(first.key_id(), second.key_id());
+    assert_eq!(first.public_key(), second.public_key());
+
+    // The witness cosigns once; the copy under the alias verifies too.
+    let signed = SignedCheckpoint::sign(checkpoint(), &log_signer()).unwrap();
+    let line = w.cosign(&checkpoint().body(), TIME).unwrap().to_line();
+    let raw = BASE64.decode(line.rsplit_once(' ').unwrap().1).unwrap();
+    let mut copied = second.key_id().to_be_bytes().to_vec();
+    copied.extend_from_slice(&raw[4..]);
+    let copy = format!("\u{2014} witness.example/b {}", BASE64.encode(copied));
+    let note = format!("{}{line}\n{copy}\n", signed.note());
+    let note = Note::parse(note.as_bytes()).unwrap();
+    assert!(first.verify_note(&note).is_ok());
+    assert!(second.verify_note(&note).is_ok(), "the copy verifies");
+
+    // So the policy is refused, in either order, at any threshold.
+    for k in [1, 2] {
+        assert_eq!(
+            WitnessPolicy::new(vec![first.clone(), second.clone()], k),
+            Err(CosignatureError::DuplicateWitnessKey {
+                first: first.to_string(),
+                second: second.to_string(),
+            })
+        );
+    }
+    let other = Cosigner::from_seed(KeyName::new("witness.example/c").unwrap(), [6; 32]);
+    assert_eq!(
+        WitnessPolicy::new(vec![second.clone(), other.verifier(), first.clone()], 2),
+        Err(CosignatureError::DuplicateWitnessKey {
+            first: second.to_string(),
+            second: first.to_string(),
+        })
+    );
+    let e = WitnessPolicy::new(vec![first.clone(), second.clone()], 2).unwrap_err();
+    assert!(e.to_string().contains("same public key"), "{e}");
+    // Distinct keys make a policy; the note above has one of them.
+    let policy = WitnessPolicy::new(vec![first, other.verifier()], 2).unwrap();
+    assert_eq!(
+        policy.check(&note),
+        Err(CosignatureError::NoQuorum {
+            found: 1,
+            threshold: 2
+        })
+    );
+}

@@ -557,3 +557,51 @@ fn a_verified_signature_counts_only_for_its_own_key_message_and_bytes() {
     assert!(!none.contains(&k1.public(), &good.signed_bytes(), sig));
     assert!(none.verify(&k2.public(), good.signed_bytes(), sig));
 }
+
+/// A key update's `time_ms` must be within `MAX_UPDATE_SKEW_MS` (5 minutes) of the `time` of the
+/// checkpoint that first includes it, either way, bounds included; the extremes an independent
+/// client sent (0 and 2^64 - 1) are refused, and the error says the bound.
+#[test]
+fn update_time_is_within_the_skew_of_its_epoch() {
+    use kt_core::directory::{check_update_time, MAX_UPDATE_SKEW_MS};
+    assert_eq!(MAX_UPDATE_SKEW_MS, 300_000);
+    let epoch = T0;
+    for ok in [
+        epoch,
+        epoch - MAX_UPDATE_SKEW_MS,
+        epoch + MAX_UPDATE_SKEW_MS,
+        epoch - 1,
+        epoch + 1,
+    ] {
+        assert_eq!(check_update_time(ok, epoch), Ok(()), "{ok}");
+    }
+    for bad in [
+        0,
+        u64::MAX,
+        epoch - MAX_UPDATE_SKEW_MS - 1,
+        epoch + MAX_UPDATE_SKEW_MS + 1,
+    ] {
+        assert_eq!(
+            check_update_time(bad, epoch),
+            Err(RuleError::UpdateTime {
+                time_ms: bad,
+                epoch_time_ms: epoch,
+                skew_ms: MAX_UPDATE_SKEW_MS
+            }),
+            "{bad}"
+        );
+    }
+    // Near the ends of the range nothing overflows.
+    assert!(check_update_time(u64::MAX, u64::MAX).is_ok());
+    assert!(check_update_time(0, 0).is_ok());
+    assert!(check_update_time(u64::MAX, 0).is_err());
+    let e = check_update_time(0, epoch).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "update time_ms 0 is more than 300000 ms from the epoch's time {epoch} (allowed: {} to {})",
+            epoch - 300_000,
+            epoch + 300_000
+        )
+    );
+}

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kt_core::directory::{
-    apply_message, apply_update_verified, Label, LabelState, Op, RuleError, VerifiedSignatures,
+    apply_message, apply_update_verified, check_update_time, Label, LabelState, Op, RuleError,
+    VerifiedSignatures,
 };
 use kt_core::entry::{Entry, EntryError};
 use kt_core::hash::Hash;
@@ -31,6 +32,9 @@ pub enum Rejection {
 /// The epoch's view of the directory: what storage holds, overlaid by this epoch's changes.
 pub struct EpochDirectory<'a> {
     storage: &'a Storage,
+    /// The `time` the epoch's checkpoint will carry: every key update's `time_ms` must be
+    /// within the skew of it.
+    time_ms: u64,
     labels: HashMap<Label, LabelState>,
     sequences: HashMap<Label, u64>,
     values: BTreeMap<Label, MapValue>,
@@ -46,9 +50,11 @@ impl std::fmt::Debug for EpochDirectory<'_> {
 }
 
 impl<'a> EpochDirectory<'a> {
-    pub fn new(storage: &'a Storage) -> Self {
+    /// The directory of an epoch whose checkpoint will carry `time_ms`.
+    pub fn new(storage: &'a Storage, time_ms: u64) -> Self {
         EpochDirectory {
             storage,
+            time_ms,
             labels: HashMap::new(),
             sequences: HashMap::new(),
             values: BTreeMap::new(),
@@ -91,6 +97,10 @@ impl<'a> EpochDirectory<'a> {
                         Ok(next) => next,
                         Err(e) => return Ok(Err(e.into())),
                     };
+                // After the other rules, in the auditor's order (so both name the same rule).
+                if let Err(e) = check_update_time(update.time_ms(), self.time_ms) {
+                    return Ok(Err(e.into()));
+                }
                 self.record_update(label, next, leaf_hash, index);
             }
             Entry::Message(msg) => {
@@ -211,7 +221,7 @@ mod tests {
             .encode();
 
         let none = VerifiedSignatures::default();
-        let mut epoch = EpochDirectory::new(&storage);
+        let mut epoch = EpochDirectory::new(&storage, 0);
         assert!(epoch
             .admit(&register, leaf_hash(&register), 0, &none)
             .unwrap()

@@ -138,7 +138,9 @@ fn rule_error(rule: RuleError) -> ApiError {
         RuleError::MissingKey { .. }
         | RuleError::UnexpectedKey { .. }
         | RuleError::MissingSignature { .. }
-        | RuleError::UnexpectedSignature { .. } => ApiError::InvalidArgument(msg),
+        | RuleError::UnexpectedSignature { .. }
+        // The update's own time field is wrong (the client's clock is off): rebuild it.
+        | RuleError::UpdateTime { .. } => ApiError::InvalidArgument(msg),
     }
 }
 

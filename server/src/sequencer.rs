@@ -795,7 +795,11 @@ impl Sequencer {
         // whether its answer carries a proof.
         let mut replies = Vec::with_capacity(jobs.len());
         let mut refused = Vec::new();
-        let mut directory = EpochDirectory::new(&self.storage);
+        // The epoch's time, fixed before its entries are admitted: key updates are checked
+        // against exactly the time the checkpoint will carry. Never let time run backwards, even
+        // if the wall clock does.
+        let time_ms = now_ms().max(self.latest.checkpoint().time_ms);
+        let mut directory = EpochDirectory::new(&self.storage, time_ms);
         let mut nodes = jobs
             .iter()
             .any(|job| job.proofs)
@@ -855,8 +859,7 @@ impl Sequencer {
             epoch: prev.epoch + 1,
             map_root,
             prev: prev.body_hash(),
-            // Never let time run backwards, even if the wall clock does.
-            time_ms: now_ms().max(prev.time_ms),
+            time_ms,
         };
         self.check_before_signing(prev, &next, &write)?;
         let signed = SignedCheckpoint::sign(next, &self.signer)?;
@@ -1150,17 +1153,31 @@ mod tests {
             .map(|i| UserSigner::ed25519_from_seed([i; 32]))
             .collect();
         let label = Label::from_identifier("alice@example.org").unwrap();
-        let register = KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(keys[0].public()), 1)
-            .unwrap()
-            .sign(Role::NewKey, &keys[0])
-            .unwrap();
+        let register = KeyUpdate::new(
+            label,
+            1,
+            [0; 32],
+            Op::Register,
+            Some(keys[0].public()),
+            now_ms(),
+        )
+        .unwrap()
+        .sign(Role::NewKey, &keys[0])
+        .unwrap();
         let rotate = |version: u64, prev: Hash, by: &UserSigner, to: &UserSigner| {
-            KeyUpdate::new(label, version, prev, Op::Rotate, Some(to.public()), version)
-                .unwrap()
-                .sign(Role::PreviousKey, by)
-                .unwrap()
-                .sign(Role::NewKey, to)
-                .unwrap()
+            KeyUpdate::new(
+                label,
+                version,
+                prev,
+                Op::Rotate,
+                Some(to.public()),
+                now_ms(),
+            )
+            .unwrap()
+            .sign(Role::PreviousKey, by)
+            .unwrap()
+            .sign(Role::NewKey, to)
+            .unwrap()
         };
         commit(&mut seq, std::iter::once(register.encode()));
         // Version 2 goes to key 2; a version 3 signed by key 1 was verified ahead while key 1

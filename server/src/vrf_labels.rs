@@ -6,7 +6,7 @@
 //! its identifier,
 //!
 //! ```text
-//! index key = SHA-256("keytrail/v1/vrf-index" || 0x00 || index secret || identifier)
+//! index key = SHA-256("keytrail/v1/vrf-index" || 0x00 || index secret || NFC(identifier))
 //! index secret = SHA-256("keytrail/v1/vrf-index-secret" || 0x00 || VRF seed)
 //! ```
 //!
@@ -73,12 +73,13 @@ impl VrfLabels {
         self.key.public()
     }
 
-    /// The key an identifier's proof is stored under.
+    /// The key an identifier's proof is stored under: of its NFC form, like its label, so that
+    /// canonically equivalent spellings share one row.
     fn index_key(&self, identifier: &str) -> [u8; 32] {
         Sha256::new()
             .chain_update(INDEX_TAG)
             .chain_update(self.index_secret)
-            .chain_update(identifier.as_bytes())
+            .chain_update(kt_core::directory::normalize_identifier(identifier).as_bytes())
             .finalize()
             .into()
     }

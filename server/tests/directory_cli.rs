@@ -531,3 +531,47 @@ async fn a_directory_hiding_the_latest_key_is_refused_with_exit_3() {
 
     server.shutdown().await;
 }
+
+/// `kt` refuses an identifier that would print like another (`docs/protocol.md` §9.1) before
+/// sending anything: nothing connects to the server's port, and the message says which
+/// character.
+#[test]
+fn kt_refuses_a_spoofable_identifier_before_sending() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = dir.path().join("db/log.pub");
+    std::fs::create_dir_all(log_key.parent().unwrap()).unwrap();
+    let verifier = kt_core::note::NoteSigner::from_seed(
+        kt_core::note::KeyName::new(common::ORIGIN).unwrap(),
+        [1; 32],
+    )
+    .verifier();
+    std::fs::write(&log_key, verifier.to_string()).unwrap();
+    std::fs::write(log_key.with_file_name("vrf.pub"), "11".repeat(32)).unwrap();
+    let device = Device::new(&url, &log_key, dir.path(), "one");
+    let spoof = "alice\u{200b}@example.com";
+    for args in [
+        &["lookup", spoof][..],
+        &["history", spoof],
+        &["monitor", spoof, "--once"],
+        &["message", "read", spoof],
+        &["key", "register", spoof, "--provider-token", TOKEN],
+        &["key", "new", spoof],
+    ] {
+        let out = device.run(args);
+        assert_eq!(out.status.code(), Some(1), "kt {args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("U+200B at byte 5") && err.contains("Unicode Cf"),
+            "kt {args:?}: {err}"
+        );
+    }
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(
+        listener.accept().map(drop).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "kt connected"
+    );
+    assert!(!device.state.exists() && !device.keys.exists());
+}

@@ -478,3 +478,154 @@ async fn a_log_is_never_served_under_another_vrf_key() {
         other => panic!("expected the missing VRF key to be refused, got {other:?}"),
     }
 }
+
+/// A register request from the identity provider, naming `identifier`.
+fn vouched(entry: Vec<u8>, identifier: &str) -> tonic::Request<kt_proto::v1::UpdateRequest> {
+    let mut req = tonic::Request::new(kt_proto::v1::UpdateRequest {
+        entry,
+        identifier: identifier.into(),
+    });
+    let value = format!("Bearer {}", common::PROVIDER_TOKEN)
+        .parse()
+        .unwrap();
+    req.metadata_mut().insert("authorization", value);
+    req
+}
+
+/// Identifiers that print like another (`docs/protocol.md` §9.1): the server refuses every
+/// request naming one with INVALID_ARGUMENT and a message that says which character, and
+/// appends nothing; canonically equivalent spellings are one identifier with one label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofable_identifiers_are_refused_and_equivalent_ones_are_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let mut client = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
+    let alice = signer(1);
+    let honest = "alice@example.com";
+    let label = client.label(honest).await;
+    let (before, _) = client.lookup(honest, None).await;
+
+    for spoof in [
+        "alice\u{200b}@example.com",
+        "alice\u{2060}@example.com",
+        "al\u{ad}ice@example.com",
+        "\u{202e}moc.elpmaxe@ecila",
+        "alice@example.com\u{feff}",
+        "alice@example.com\u{a0}",
+        "alice\u{85}@example.com",
+    ] {
+        // A register naming it, with an entry for any label: the identifier is refused first.
+        let entry = next_update(&label, None, Op::Register, None, Some(&alice)).encode();
+        let err = client
+            .grpc
+            .register(vouched(entry, spoof))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{spoof:?}: {err}");
+        let ch = spoof.chars().find(|c| !c.is_ascii()).unwrap();
+        let code_point = format!("U+{:04X}", u32::from(ch));
+        assert!(
+            err.message().contains(&code_point) && err.message().contains("Unicode"),
+            "{spoof:?}: {}",
+            err.message()
+        );
+        // Every read naming it is refused the same way.
+        let lookup = client
+            .grpc
+            .lookup(kt_proto::v1::LookupRequest {
+                identifier: spoof.into(),
+                epoch: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(lookup.code(), Code::InvalidArgument, "{spoof:?}");
+        assert!(lookup.message().contains(&code_point), "{lookup}");
+        let history = client
+            .grpc
+            .history(kt_proto::v1::HistoryRequest {
+                identifier: spoof.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(history.code(), Code::InvalidArgument, "{spoof:?}");
+        let mut messages = kt_proto::v1::messages_client::MessagesClient::connect(
+            common::grpc_url(&server),
+        )
+        .await
+        .unwrap();
+        let read = messages
+            .read(kt_proto::v1::ReadMessagesRequest {
+                author: spoof.into(),
+                from_sequence: 1,
+                limit: 10,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(read.code(), Code::InvalidArgument, "{spoof:?}");
+    }
+    let (after, found) = client.lookup(honest, None).await;
+    assert_eq!((after.size, after.epoch), (before.size, before.epoch));
+    assert!(found.is_none(), "nothing was appended");
+
+    // NFC: José registered as e + U+0301 is José as U+00E9, one label, one key.
+    let (nfd, nfc) = ("jose\u{301}@example.com", "jos\u{e9}@example.com");
+    let jose = client.label(nfd).await;
+    assert_eq!(client.label(nfc).await, jose);
+    let reg = next_update(&jose, None, Op::Register, None, Some(&alice));
+    client
+        .grpc
+        .register(vouched(reg.encode(), nfd))
+        .await
+        .unwrap();
+    let (_, found) = client.lookup(nfc, None).await;
+    assert_eq!(found.unwrap().leaf_hash, reg.leaf_hash());
+    // A second register under the other spelling is the same label's second register.
+    let again = next_update(&jose, None, Op::Register, None, Some(&signer(2)));
+    let err = client
+        .grpc
+        .register(vouched(again.encode(), nfc))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err}");
+    server.shutdown().await;
+}
+
+/// `time_ms` of a key update must be within 5 minutes of its epoch's time (§9.3): the values
+/// an independent client sent (0 and 2^64 - 1) and anything just outside the bound are refused
+/// with INVALID_ARGUMENT and the bound, and nothing is appended; an honest client's clock passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_updates_dated_far_from_their_epoch_are_refused() {
+    use kt_core::directory::{KeyUpdate, Role, MAX_UPDATE_SKEW_MS};
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let mut client = TestDirectory::connect(&server, common::PROVIDER_TOKEN).await;
+    let carol = signer(3);
+    let id = "carol@example.com";
+    let label = client.label(id).await;
+    let (before, _) = client.lookup(id, None).await;
+    let dated = |time_ms: u64| {
+        KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(carol.public()), time_ms)
+            .unwrap()
+            .sign(Role::NewKey, &carol)
+            .unwrap()
+    };
+    let now = ktd::sequencer::now_ms();
+    let hour = 3_600_000;
+    for time_ms in [0, u64::MAX, now - hour, now + hour, now + MAX_UPDATE_SKEW_MS + 60_000] {
+        let err = client.submit(&dated(time_ms)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{time_ms}: {err}");
+        assert!(
+            err.message().contains(&format!("update time_ms {time_ms} is more than 300000 ms"))
+                && err.message().contains("allowed:"),
+            "{}",
+            err.message()
+        );
+    }
+    let (after, found) = client.lookup(id, None).await;
+    assert_eq!(after.size, before.size);
+    assert!(found.is_none(), "nothing appended");
+    // The client's clock, as kt-client sets it.
+    let v1 = client.submit(&dated(ktd::sequencer::now_ms())).await.unwrap();
+    assert_eq!(v1.update.version(), 1);
+    server.shutdown().await;
+}

@@ -17,6 +17,7 @@
 //! | (c') a stale map signed into the checkpoints, after the owner's rotation was receipted | fooled | ALERT: ROLLED BACK, `rolled-back` (exit 3) | `map-root-mismatch` |
 //! | (d) a lookup at epoch E answered with epoch E' | `ClientError::Unexpected`; or E's checkpoint with E''s proof: `MapProof(RootMismatch)` | – | log is honest |
 //! | (e) two users shown different keys (two views of one log) | `Violation::Fork` (equivocation) once a client meets the other view | `Violation::Fork` likewise | each view alone: clean; carried-over state: `fork` |
+//! | (f) a key update dated far from its epoch (`time_ms = 0`), in the log | fooled: `history` shows 1970 | – | `directory-rule` / `update-time` |
 //!
 //! Mechanics, the simplest that stay realistic:
 //!
@@ -1234,4 +1235,59 @@ async fn honest_proxy_passes_everything() {
     let (code, out, _) = s.alice.monitor(&s.liar, ALICE);
     assert_eq!((code, &out["status"]), (Some(0), &Value::from("ok")));
     s.server.shutdown().await;
+}
+
+/// (f) A key update dated far from its epoch (`docs/protocol.md` §9.3): the server refuses it,
+/// so an operator holding the log key writes one with the rules skipped — a register signed by
+/// the user's own key, valid in every other way, with `time_ms = 0`. Clients cannot tell
+/// (`kt history` would show 1970); kt-audit holds the update to the `time` line of the
+/// checkpoint that first includes it and reports it, with the entry proven in that checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_dated_far_from_its_checkpoint_is_caught_by_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = common::start(dir).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let label = bob.lookup("dave@example.com", None).await.unwrap().label;
+    server.shutdown().await;
+
+    let dave = UserSigner::ed25519_from_seed([0x0d; 32]);
+    let dated = KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(dave.public()), 0)
+        .unwrap()
+        .sign(Role::NewKey, &dave)
+        .unwrap();
+    let forged_index = forge(&dir.join("db"), vec![dated.encode()], Forgery::SkipRules)[0];
+    let server = common::start(dir).await;
+    let url = common::grpc_url(&server);
+    // The looking-up client sees a verified version 1 dated 1970.
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let history = bob.history("dave@example.com").await.unwrap();
+    assert_eq!(history.versions.last().unwrap().update.time_ms(), 0);
+
+    let finding = audit_finding(&url, &key, &dir.join("audit")).await;
+    assert_eq!(finding.kind, "directory-rule");
+    assert!(
+        finding.detail.contains("update time_ms 0 is more than 300000 ms"),
+        "{}",
+        finding.detail
+    );
+    let replay = finding.replay.as_ref().unwrap();
+    assert_eq!(replay.rule, "update-time");
+    let entry = replay.entry.as_ref().unwrap();
+    assert_eq!(entry.index, forged_index);
+    assert_eq!(entry.hex, hex(&dated.encode()));
+    assert!(entry.inclusion_proof.is_some(), "proven in the checkpoint");
+    // The checkpoint that first includes it, whose time the update is held to, is evidence.
+    let including = finding.checkpoints.last().unwrap();
+    let opened = SignedCheckpoint::open(
+        including.as_bytes(),
+        common::ORIGIN,
+        &NoteVerifier::parse(&key).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(opened.checkpoint().size, forged_index + 1);
+    assert!(opened.checkpoint().time_ms > kt_core::directory::MAX_UPDATE_SKEW_MS);
+    server.shutdown().await;
 }

@@ -710,3 +710,49 @@ async fn kt_audit_witnesses_and_kt_with_a_two_of_three_policy() {
     drop(children);
     server.shutdown().await;
 }
+
+/// Nothing connects to `listener` (a port where a log could have been).
+fn assert_untouched(listener: &std::net::TcpListener) {
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(
+        listener.accept().map(drop).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "kt connected"
+    );
+}
+
+/// One witness key under two names, at k = 2, would let one cosignature count twice (a copy of
+/// the line under the second name verifies: the name is not signed). `kt` refuses such
+/// `--witness` flags with a usage error naming both entries, before connecting to anything.
+#[test]
+fn kt_refuses_a_witness_policy_listing_one_key_twice() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seed = [0x5a; 32];
+    let w = Cosigner::from_seed(KeyName::new("witness.example/a").unwrap(), seed).verifier();
+    let alias = Cosigner::from_seed(KeyName::new("witness.example/b").unwrap(), seed).verifier();
+    let log_key = NoteSigner::from_seed(KeyName::new(common::ORIGIN).unwrap(), [1; 32])
+        .verifier()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary("kt"))
+        .args(["--server", &url, "--log-key", &log_key])
+        .arg("--state")
+        .arg(dir.path().join("state.json"))
+        .args(["--witness", &w.to_string(), "--witness", &alias.to_string()])
+        .args(["--witness-threshold", "2", "checkpoint"])
+        .env_remove("KT_WITNESSES")
+        .env_remove("KT_WITNESS_THRESHOLD")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert_eq!(out.status.code(), Some(1), "a usage error, not a violation");
+    assert!(stderr.contains("same public key"), "{stderr}");
+    assert!(
+        stderr.contains(&w.to_string()) && stderr.contains(&alias.to_string()),
+        "names both entries: {stderr}"
+    );
+    assert_untouched(&listener);
+    assert!(!dir.path().join("state.json").exists());
+}

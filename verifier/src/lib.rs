@@ -402,6 +402,8 @@ impl Auditor {
         // The first entry the directory refuses. It is reported only once the checkpoint's root
         // is known to commit to it, so the evidence is about what the log signed.
         let mut violation = None;
+        // This checkpoint first includes the entries below: key updates' times are held to its.
+        self.replay.begin_epoch(cp.checkpoint());
         let mut chunks = EntryChunks::new(&self.api, self.state.frontier.size(), target);
         while let Some((start, entries)) = chunks.next().await? {
             let mut prepared = prepare_unless(violation.is_some(), &entries);

@@ -29,7 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use kt_core::checkpoint::Checkpoint;
 use kt_core::directory::{
-    apply_message, apply_update_verified, Label, LabelState, Op, RuleError, VerifiedSignatures,
+    apply_message, apply_update_verified, check_update_time, Label, LabelState, Op, RuleError,
+    VerifiedSignatures,
 };
 use kt_core::entry::{Entry, EntryError};
 use kt_core::hash::{leaf_hash, Hash};
@@ -153,6 +154,7 @@ pub fn rule_name(rule: &RuleError) -> &'static str {
         RuleError::SkippedSequence { .. } => "skipped-sequence",
         RuleError::SequenceExhausted => "sequence-exhausted",
         RuleError::BadMessageSignature => "bad-message-signature",
+        RuleError::UpdateTime { .. } => "update-time",
     }
 }
 
@@ -183,6 +185,9 @@ pub struct Replay {
     epoch_start: u64,
     /// The epoch of the last closed checkpoint.
     last_epoch: Option<u64>,
+    /// The `time` of the checkpoint that will close the current epoch, if the caller gave it
+    /// ([`Replay::begin_epoch`]): each key update's `time_ms` must be within the skew of it.
+    epoch_time_ms: Option<u64>,
 }
 
 impl Replay {
@@ -220,6 +225,15 @@ impl Replay {
     /// [`Replay::finish_epoch`] refused; empty if none was.
     pub fn refused_changes(&self) -> &BTreeMap<Label, MapValue> {
         &self.refused_changes
+    }
+
+    /// Announces the checkpoint that will close the current epoch, before its entries are
+    /// applied: every key update of the epoch must then have a `time_ms` within the skew of its
+    /// `time` (`check_update_time`, the server's rule). Without it (a resumed replay of many
+    /// epochs at once, whose times were checked when each epoch was audited) times are not
+    /// checked. [`Replay::finish_epoch`] forgets it.
+    pub fn begin_epoch(&mut self, checkpoint: &Checkpoint) {
+        self.epoch_time_ms = Some(checkpoint.time_ms);
     }
 
     /// Applies the entry at `index` (which must be [`Replay::next_index`]), with its canonical
@@ -261,6 +275,17 @@ impl Replay {
                         rule: Box::new(rule),
                         prior: prev.map(|s| s.index),
                     })?;
+                if let Some(epoch_time_ms) = self.epoch_time_ms {
+                    check_update_time(update.time_ms(), epoch_time_ms).map_err(|rule| {
+                        ReplayViolation::Update {
+                            index,
+                            label,
+                            op: update.op(),
+                            rule: Box::new(rule),
+                            prior: None,
+                        }
+                    })?;
+                }
                 self.changed.insert(
                     label,
                     MapValue {
@@ -321,6 +346,7 @@ impl Replay {
         let replayed = self.map.apply(&changes);
         let start = std::mem::replace(&mut self.epoch_start, checkpoint.size);
         self.last_epoch = Some(checkpoint.epoch);
+        self.epoch_time_ms = None;
         if replayed != checkpoint.map_root {
             self.refused_changes = changes;
             return Err(ReplayViolation::MapRoot {
@@ -552,6 +578,7 @@ mod tests {
             for cp in &self.checkpoints {
                 let end = cp.size.max(next) as usize;
                 let epoch = &self.entries[next as usize..end];
+                replay.begin_epoch(cp);
                 if prepared {
                     for (bytes, ready) in epoch.iter().zip(prepare_entries(epoch)) {
                         replay.apply_prepared(next, bytes, ready)?;
@@ -1015,5 +1042,61 @@ mod tests {
     fn violations_stay_small() {
         // Returned by value on every entry; keep the Ok path cheap.
         assert!(std::mem::size_of::<ReplayViolation>() <= 96);
+    }
+
+    /// A key update's `time_ms` is held to the `time` of the checkpoint that closes its epoch,
+    /// ± `MAX_UPDATE_SKEW_MS` (the server's rule): 0 and 2^64 - 1 are violations naming the
+    /// entry; the bound itself passes. A replay told no checkpoint time (resumed over many epochs)
+    /// does not check it.
+    #[test]
+    fn an_update_far_from_its_epochs_time_is_a_violation() {
+        use kt_core::directory::MAX_UPDATE_SKEW_MS;
+        let k = signer(4);
+        let dated = |who: Label, time_ms: u64| {
+            KeyUpdate::new(who, 1, [0; 32], Op::Register, Some(k.public()), time_ms)
+                .unwrap()
+                .sign(Role::NewKey, &k)
+                .unwrap()
+        };
+        // The next checkpoint's time is the genesis time + 1 s.
+        let epoch_time = T0 + 1000;
+        for ok in [epoch_time - MAX_UPDATE_SKEW_MS, epoch_time + MAX_UPDATE_SKEW_MS] {
+            let mut log = Log::new();
+            let u = dated(label("carol@example.com"), ok);
+            log.update(u);
+            log.seal();
+            assert!(log.replay().is_ok(), "{ok}");
+        }
+        for bad in [0, u64::MAX, epoch_time + MAX_UPDATE_SKEW_MS + 1] {
+            let mut log = Log::new();
+            log.record("first");
+            let carol = label("carol@example.com");
+            let u = dated(carol, bad);
+            let index = log.update(u);
+            log.seal();
+            let v = log.replay().unwrap_err();
+            assert_eq!(
+                v,
+                ReplayViolation::Update {
+                    index,
+                    label: carol,
+                    op: Op::Register,
+                    rule: Box::new(RuleError::UpdateTime {
+                        time_ms: bad,
+                        epoch_time_ms: epoch_time,
+                        skew_ms: MAX_UPDATE_SKEW_MS,
+                    }),
+                    prior: None,
+                }
+            );
+            assert_eq!(v.rule(), "update-time");
+            assert!(v.is_log_violation());
+            // Without the checkpoint's time, as in a resumed replay, it is not checked.
+            let mut resumed = Replay::new();
+            for (i, bytes) in log.entries.iter().enumerate() {
+                resumed.apply_entry(i as u64, bytes).unwrap();
+            }
+            resumed.finish_epoch(log.checkpoints.last().unwrap()).unwrap();
+        }
     }
 }

@@ -21,10 +21,14 @@ pub mod update;
 pub mod verify;
 
 pub use key::{KeyError, SignatureError, UserKey, UserSigner};
-pub use label::{check_identifier, vrf_input, Label};
+pub use label::{
+    canonical_identifier, check_identifier, normalize_identifier, refused_class, vrf_input, Label,
+    RefusedClass,
+};
 pub use message::Message;
 pub use rules::{
-    apply_message, apply_update, apply_update_verified, LabelState, RuleError, VerifiedSignatures,
+    apply_message, apply_update, apply_update_verified, check_update_time, LabelState, RuleError,
+    VerifiedSignatures, MAX_UPDATE_SKEW_MS,
 };
 pub use update::{KeyUpdate, Op, Role, UpdateSignature};
 pub use verify::{
@@ -60,10 +64,20 @@ pub enum DirectoryError {
     Truncated(&'static str),
     #[error("{0} trailing bytes after the entry")]
     TrailingBytes(usize),
-    #[error("identifier must be 1 to {MAX_IDENTIFIER_LEN} bytes, got {0}")]
+    #[error("identifier must be 1 to {MAX_IDENTIFIER_LEN} bytes of UTF-8 in NFC, got {0}")]
     IdentifierLength(usize),
-    #[error("identifier contains a control character")]
-    IdentifierControl,
+    /// A character of a refused class (`docs/protocol.md` §9.1), at a byte offset of the
+    /// identifier's NFC form.
+    #[error(
+        "identifier contains U+{code:04X} at byte {at}, {class}: refused, because it would \
+         print like another identifier",
+        code = u32::from(*ch)
+    )]
+    IdentifierCharacter {
+        ch: char,
+        at: usize,
+        class: RefusedClass,
+    },
     #[error("version must be at least 1")]
     ZeroVersion,
     #[error("prev must be zeros at version 1")]

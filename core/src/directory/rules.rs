@@ -58,6 +58,19 @@ pub enum RuleError {
     SequenceExhausted,
     #[error("message signature does not verify")]
     BadMessageSignature,
+    /// A key update whose `time_ms` is more than [`MAX_UPDATE_SKEW_MS`] from the time of the
+    /// checkpoint that first includes it ([`check_update_time`]).
+    #[error(
+        "update time_ms {time_ms} is more than {skew_ms} ms from the epoch's time {epoch_time_ms} \
+         (allowed: {} to {})",
+        epoch_time_ms.saturating_sub(*skew_ms),
+        epoch_time_ms.saturating_add(*skew_ms)
+    )]
+    UpdateTime {
+        time_ms: u64,
+        epoch_time_ms: u64,
+        skew_ms: u64,
+    },
 }
 
 /// The state of `update.label()` after `update`, or why `update` may not follow `prev`.
@@ -167,6 +180,27 @@ pub fn apply_update_verified(
         key: update.key().cloned(),
         recovered: op == Op::Recover,
     })
+}
+
+/// How far a key update's `time_ms` may be from the `time` of the checkpoint that first includes
+/// it, either way: 5 minutes (`docs/protocol.md` §9.3). It covers the client's clock error and the
+/// time an update waits for its epoch. A rule of the log, not a server setting, because every
+/// auditor enforces the same bound.
+pub const MAX_UPDATE_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// Whether a key update's `time_ms` is within [`MAX_UPDATE_SKEW_MS`] of `epoch_time_ms`, the
+/// time of the checkpoint that first includes it. The server checks it before appending (with
+/// the time the epoch's checkpoint will carry) and the auditor when it replays each epoch, so
+/// the `time_ms` a history shows is when the update was logged, give or take the skew.
+pub fn check_update_time(time_ms: u64, epoch_time_ms: u64) -> Result<(), RuleError> {
+    if time_ms.abs_diff(epoch_time_ms) > MAX_UPDATE_SKEW_MS {
+        return Err(RuleError::UpdateTime {
+            time_ms,
+            epoch_time_ms,
+            skew_ms: MAX_UPDATE_SKEW_MS,
+        });
+    }
+    Ok(())
 }
 
 /// Signatures already verified, as (key, message, signature) triples that [`UserKey::verify`]

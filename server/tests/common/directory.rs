@@ -194,7 +194,8 @@ pub fn next_update(
         prev,
         op,
         new.map(|s| s.public()),
-        1_700_000_000_000,
+        // The log refuses a time far from its epoch's (`MAX_UPDATE_SKEW_MS`).
+        ktd::sequencer::now_ms(),
     )
     .unwrap();
     if let Some(old) = old {

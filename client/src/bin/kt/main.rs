@@ -281,7 +281,7 @@ fn policy(cli: &Cli) -> anyhow::Result<kt_client::Policy> {
         let k = cli.witness_threshold.unwrap_or(witnesses.len());
         Some(
             kt_core::cosignature::WitnessPolicy::new(witnesses, k)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+                .map_err(|e| anyhow::anyhow!("--witness: {e}"))?,
         )
     };
     Ok(kt_client::Policy {
@@ -289,6 +289,26 @@ fn policy(cli: &Cli) -> anyhow::Result<kt_client::Policy> {
         max_age: cli.max_age.map(std::time::Duration::from_secs),
         quorum_wait: std::time::Duration::from_secs(cli.quorum_wait),
     })
+}
+
+/// The user identifier a command names, if any.
+fn named_identifier(command: &Command) -> Option<&str> {
+    match command {
+        Command::Lookup { identifier, .. }
+        | Command::History { identifier }
+        | Command::Monitor { identifier, .. }
+        | Command::Key(
+            KeyCommand::New { identifier, .. }
+            | KeyCommand::Register { identifier, .. }
+            | KeyCommand::Rotate { identifier, .. }
+            | KeyCommand::Revoke { identifier }
+            | KeyCommand::Recover { identifier, .. },
+        )
+        | Command::Message(
+            MessageCommand::Send { identifier, .. } | MessageCommand::Read { identifier, .. },
+        ) => Some(identifier),
+        _ => None,
+    }
 }
 
 fn state_path(cli: &Cli, key: &str) -> anyhow::Result<PathBuf> {
@@ -341,6 +361,13 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     if let Command::Key(KeyCommand::New { identifier, alg }) = &cli.command {
         return directory::key_new(cli, identifier, *alg);
     }
+    // Flags and arguments first: a bad witness policy or identifier is refused before anything
+    // is sent.
+    let policy = policy(cli)?;
+    if let Some(identifier) = named_identifier(&cli.command) {
+        kt_core::directory::check_identifier(identifier)
+            .map_err(|e| anyhow::anyhow!("identifier {identifier:?}: {e}"))?;
+    }
     let key = log_key(cli)?;
     let state = state_path(cli, &key)?;
     let tls = kt_client::TlsOptions {
@@ -350,7 +377,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     };
     let mut client = LogClient::connect_tls(&cli.server, &key, &state, &tls)
         .await?
-        .with_policy(policy(cli)?);
+        .with_policy(policy);
     match &cli.command {
         Command::Append { namespace, payload } => {
             let bytes = read_payload(payload)?;
