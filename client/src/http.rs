@@ -58,7 +58,11 @@ pub enum HttpError {
     #[error("GET {url}: HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("GET {url}: the answer declares {length} bytes (Content-Length), more than the limit of {limit}; refused")]
-    DeclaredTooLarge { url: String, length: u64, limit: u64 },
+    DeclaredTooLarge {
+        url: String,
+        length: u64,
+        limit: u64,
+    },
     #[error("GET {url}: the answer passed the limit of {limit} bytes; refused")]
     TooLarge { url: String, limit: u64 },
     #[error("GET {url}: no complete answer within {} ms; gave up", .timeout.as_millis())]
@@ -204,7 +208,12 @@ mod tests {
                         return;
                     }
                     let block = vec![b'x'; 16 * 1024];
-                    let chunk = [format!("{:x}\r\n", block.len()).into_bytes(), block.clone(), b"\r\n".to_vec()].concat();
+                    let chunk = [
+                        format!("{:x}\r\n", block.len()).into_bytes(),
+                        block.clone(),
+                        b"\r\n".to_vec(),
+                    ]
+                    .concat();
                     loop {
                         let out = match hostile {
                             Hostile::EndlessChunked => &chunk,

@@ -588,7 +588,10 @@ async fn future_dated_checkpoint_is_refused_by_client_witness_and_auditor() {
     };
     assert_eq!(future.epoch, future_epoch);
     assert!(future.ahead_ms > YEAR_MS - 60_000, "{future}");
-    assert_eq!(future.max_ms, kt_client::DEFAULT_MAX_AHEAD.as_millis() as u64);
+    assert_eq!(
+        future.max_ms,
+        kt_client::DEFAULT_MAX_AHEAD.as_millis() as u64
+    );
     assert!(note.contains("bribed-witness.test"), "{note}");
     assert_eq!(std::fs::read(s.dir.join("client.json")).unwrap(), before);
     // The same note offered as gossip: refused too.
@@ -603,7 +606,13 @@ async fn future_dated_checkpoint_is_refused_by_client_witness_and_auditor() {
         ..policy.clone()
     });
     assert_eq!(
-        lenient.refresh().await.unwrap().checkpoint().checkpoint().epoch,
+        lenient
+            .refresh()
+            .await
+            .unwrap()
+            .checkpoint()
+            .checkpoint()
+            .epoch,
         future_epoch
     );
 
@@ -628,8 +637,11 @@ async fn future_dated_checkpoint_is_refused_by_client_witness_and_auditor() {
     assert_eq!(out.status.code(), Some(3));
     let evidence: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(evidence["kind"], "future-checkpoint");
-    assert_eq!(evidence["checkpoint_note"], note);
-    assert!(evidence["local_time_ms"].as_u64().unwrap() + YEAR_MS - 60_000 < now_ms() + YEAR_MS);
+    // The proxy cosigns afresh on every answer: the body is the same, the timestamp may not be.
+    let body = |note: &str| note.split("\n\n").next().unwrap().to_owned();
+    assert_eq!(body(evidence["checkpoint_note"].as_str().unwrap()), body(&note));
+    let local = evidence["local_time_ms"].as_u64().unwrap();
+    assert!(future.now_ms <= local && local <= now_ms());
     assert!(!state.exists(), "nothing trusted");
 
     // A real `kt-audit` witness: cosigns the honest epochs, refuses the future one (exit 2).
@@ -662,15 +674,19 @@ async fn future_dated_checkpoint_is_refused_by_client_witness_and_auditor() {
         "{stderr}"
     );
     let cosigned = kt_audit::witness::read_latest(&wdir).unwrap().unwrap();
-    let cosigned = Checkpoint::parse_body(&format!("{}\n", cosigned.split("\n\n").next().unwrap()))
-        .unwrap();
-    assert_eq!(cosigned.epoch, epoch, "the witness cosigned up to the honest epoch only");
+    let cosigned =
+        Checkpoint::parse_body(&format!("{}\n", cosigned.split("\n\n").next().unwrap())).unwrap();
+    assert_eq!(
+        cosigned.epoch, epoch,
+        "the witness cosigned up to the honest epoch only"
+    );
 
     // The auditor: a finding with the signed note and its clock.
     let finding = audit_finding(&s, false).await;
     assert_eq!(finding.kind, "future-checkpoint");
     assert_eq!(finding.epoch, future_epoch);
-    assert_eq!(finding.checkpoints, vec![note.clone()]);
+    assert_eq!(finding.checkpoints.len(), 1);
+    assert_eq!(body(&finding.checkpoints[0]), body(&note));
     let clock = finding.clock.as_ref().unwrap();
     assert!(clock.checkpoint_time_ms > clock.auditor_time_ms + YEAR_MS - 60_000);
     assert_eq!(clock.max_ahead_ms, 300_000);
@@ -705,7 +721,9 @@ async fn check_witness_proves_a_fork_from_the_two_notes_alone() {
     let epoch = s.grow(&mut client, 4).await;
     let ours = client.trusted().unwrap().clone();
     let w = bribed_witness();
-    let api = kt_client::LogApi::connect(&s.liar_url, &s.key).await.unwrap();
+    let api = kt_client::LogApi::connect(&s.liar_url, &s.key)
+        .await
+        .unwrap();
     let older = api.checkpoint(Some(epoch - 1)).await.unwrap();
     let asked = || s.proofs_asked.load(Ordering::SeqCst);
     let start = asked();

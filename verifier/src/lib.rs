@@ -182,7 +182,8 @@ impl Auditor {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let future =
-            trust::check_not_ahead(cp.checkpoint(), now, self.max_ahead.as_millis() as u64).err()?;
+            trust::check_not_ahead(cp.checkpoint(), now, self.max_ahead.as_millis() as u64)
+                .err()?;
         Some(Finding::future(&future, cp, format!("{future}; {what}")))
     }
 
@@ -522,7 +523,10 @@ impl Auditor {
         if let Some(finding) = self.future_finding(cp, "this witness does not cosign it") {
             let epoch = cp.checkpoint().epoch;
             tracing::warn!(epoch, "refusing to cosign: {}", finding.detail);
-            eprintln!("kt-audit: refusing to cosign epoch {epoch}: {}", finding.detail);
+            eprintln!(
+                "kt-audit: refusing to cosign epoch {epoch}: {}",
+                finding.detail
+            );
             return Ok(Some(finding));
         }
         if let Some(prev) = witness.cosigned().cloned() {

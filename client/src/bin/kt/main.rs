@@ -283,7 +283,9 @@ async fn fetch_witness_checkpoint(cli: &Cli, url: &str) -> anyhow::Result<Vec<u8
     let client = kt_client::TlsOptions::default().http_client(limits.client_builder())?;
     kt_client::http::get_bounded(&client, url, &limits)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("GET {url}: HTTP 404 (has the witness cosigned anything yet?)"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("GET {url}: HTTP 404 (has the witness cosigned anything yet?)")
+        })
 }
 
 /// The witness policy and freshness bound of the flags.
