@@ -16,6 +16,7 @@
 
 mod api;
 pub mod directory;
+pub mod http;
 pub mod keys;
 mod state;
 
@@ -125,6 +126,17 @@ pub enum ClientError {
         age_ms: u64,
         max_ms: u64,
     },
+    /// The log signed a checkpoint dated more than [`Policy::max_ahead`] after the local clock.
+    /// An honest log never does (it stamps checkpoints with its clock when it signs them), so
+    /// this is treated like a violation (`kt` exits 3, with the signed note and the local clock
+    /// as evidence); the one innocent cause is a local clock that is behind by more than the
+    /// bound, which the message says.
+    #[error("{future}")]
+    FromTheFuture {
+        future: trust::FromTheFuture,
+        /// The signed checkpoint note, as received.
+        note: String,
+    },
     /// A witness's checkpoint (gossip) that does not open or is not from the policy's witness.
     #[error("witness checkpoint rejected: {0}")]
     Gossip(String),
@@ -150,7 +162,10 @@ impl ClientError {
     /// Whether the error proves (or, for [`ClientError::Answer`], shows) that the log or the
     /// server misbehaved, as opposed to a failure to ask or a refusal.
     pub fn is_violation(&self) -> bool {
-        matches!(self, ClientError::Violation(_) | ClientError::Answer(_))
+        matches!(
+            self,
+            ClientError::Violation(_) | ClientError::Answer(_) | ClientError::FromTheFuture { .. }
+        )
     }
 
     /// The server's back-off hint: it refused the call with `RESOURCE_EXHAUSTED` (a full append
@@ -274,18 +289,38 @@ struct Pending {
 }
 
 /// What a client requires of every checkpoint beyond the log's signature (`docs/protocol.md`
-/// §13): witness cosignatures and freshness. The default requires neither.
-#[derive(Debug, Clone, Default)]
+/// §13.3): witness cosignatures and freshness. The default requires no witnesses and no
+/// maximum age, and refuses a checkpoint dated more than [`DEFAULT_MAX_AHEAD`] in the future.
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// At least k of these n witnesses must have cosigned the checkpoint.
     pub witnesses: Option<WitnessPolicy>,
     /// Largest age of a checkpoint's `time` against the local clock. Applies to the server's
     /// latest checkpoint and to receipts, not to a checkpoint asked for by epoch.
     pub max_age: Option<Duration>,
+    /// How far a checkpoint's `time` may be ahead of the local clock. Applies to every
+    /// checkpoint, asked for by epoch or not: a checkpoint from the future is never valid (it
+    /// would pass `max_age` for as long as its date is ahead).
+    pub max_ahead: Duration,
     /// How long to keep asking for the checkpoint of the same epoch while its cosignatures
     /// arrive (witnesses cosign only after verifying it) before giving up.
     pub quorum_wait: Duration,
 }
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            witnesses: None,
+            max_age: None,
+            max_ahead: DEFAULT_MAX_AHEAD,
+            quorum_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// The default of [`Policy::max_ahead`] (and of `kt --max-ahead`, of the witness and of the
+/// auditor): [`kt_core::trust::DEFAULT_MAX_AHEAD_MS`], 5 minutes.
+pub const DEFAULT_MAX_AHEAD: Duration = Duration::from_millis(trust::DEFAULT_MAX_AHEAD_MS);
 
 /// The default time to wait for a quorum.
 pub const DEFAULT_QUORUM_WAIT: Duration = Duration::from_secs(10);
@@ -418,8 +453,8 @@ impl LogClient {
         })
     }
 
-    /// Applies the [`Policy`] to a signature-checked checkpoint: fresh enough (unless asked for
-    /// by epoch), and cosigned by enough of the policy's witnesses. While the quorum is short,
+    /// Applies the [`Policy`] to a signature-checked checkpoint: not dated in the future (any
+    /// checkpoint), fresh enough (unless asked for by epoch), and cosigned by enough of the policy's witnesses. While the quorum is short,
     /// asks for the checkpoint of the same epoch again (cosignatures arrive after signing) for up
     /// to `quorum_wait`; a different body for the epoch is a fork. Returns the checkpoint with
     /// the most cosignatures seen.
@@ -429,6 +464,7 @@ impl LogClient {
         kind: Seen,
     ) -> Result<SignedCheckpoint, ClientError> {
         let epoch = new.checkpoint().epoch;
+        self.not_ahead(&new)?;
         if let (Some(max), true) = (self.policy.max_age, kind != Seen::Past) {
             let age_ms = now_ms().saturating_sub(new.checkpoint().time_ms);
             let max_ms = max.as_millis() as u64;
@@ -470,12 +506,28 @@ impl LogClient {
         }
     }
 
+    /// [`trust::check_not_ahead`] against the local clock and [`Policy::max_ahead`].
+    fn not_ahead(&self, cp: &SignedCheckpoint) -> Result<(), ClientError> {
+        let max_ms = self.policy.max_ahead.as_millis() as u64;
+        trust::check_not_ahead(cp.checkpoint(), now_ms(), max_ms).map_err(|future| {
+            ClientError::FromTheFuture {
+                future,
+                note: cp.note().to_owned(),
+            }
+        })
+    }
+
     /// Gossip through a witness: `witness_note` is the latest checkpoint the witness `witness`
-    /// cosigned (as it serves it, `docs/protocol.md` §13). It must carry the log's signature and
-    /// a valid cosignature of that witness, and be consistent with the trusted state (an older
-    /// one a prefix of it, the same epoch the same body, a newer one an extension). The trusted
-    /// state does not move. A checkpoint the witness cosigned that conflicts with ours is a
-    /// [`ClientError::Violation`]: someone was shown another view.
+    /// cosigned (as it serves it, `docs/protocol.md` §13.4). It must carry the log's signature
+    /// and a valid cosignature of that witness, not be dated in the future, and be consistent
+    /// with the trusted state (an older one a prefix of it, the same epoch the same body, a newer
+    /// one an extension). The trusted state does not move. A checkpoint the witness cosigned
+    /// that conflicts with ours is a [`ClientError::Violation`]: someone was shown another view.
+    ///
+    /// The two notes are compared first ([`trust::proof_needed`]): what they prove on their own
+    /// (a second body for an epoch, a larger tree at the older epoch, a broken link) is a
+    /// violation without asking the server anything, since a lying server would just refuse the
+    /// proof. The server is asked for a consistency proof only when the trees' roots need one.
     pub async fn check_witness(
         &self,
         witness: &kt_core::cosignature::CosignatureVerifier,
@@ -486,24 +538,18 @@ impl LogClient {
         witness
             .verify_note(&note)
             .map_err(|e| ClientError::Gossip(e.to_string()))?;
+        self.not_ahead(&theirs)?;
         let Some(ours) = self.state.checkpoint().cloned() else {
             return Ok(theirs);
         };
-        let (o, t) = (ours.checkpoint(), theirs.checkpoint());
-        if t.epoch < o.epoch {
-            let proof = if t.size == o.size {
-                Vec::new()
-            } else {
-                self.consistency(t.size, o.size).await?
-            };
-            trust::advance(&theirs, &ours, &proof)?;
+        let (older, newer) = if theirs.checkpoint().epoch < ours.checkpoint().epoch {
+            (&theirs, &ours)
         } else {
-            let proof = if t.epoch > o.epoch {
-                self.consistency(o.size, t.size).await?
-            } else {
-                Vec::new()
-            };
-            trust::advance(&ours, &theirs, &proof)?;
+            (&ours, &theirs)
+        };
+        if let Some((from, to)) = trust::proof_needed(older, newer)? {
+            let proof = self.consistency(from, to).await?;
+            trust::advance(older, newer, &proof)?;
         }
         Ok(theirs)
     }

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{ChainError, SignedCheckpoint};
+use crate::checkpoint::{ChainError, Checkpoint, SignedCheckpoint};
 use crate::hash::Hash;
 use crate::merkle::verify_consistency;
 
@@ -276,4 +276,88 @@ impl TrustedState {
         }
         Ok(())
     }
+}
+
+/// How far ahead of a verifier's clock a checkpoint's `time` may be, by default: 5 minutes.
+///
+/// A log stamps each checkpoint with its own clock when it seals the epoch, so an honest
+/// checkpoint is never in the future; the bound only absorbs the skew between honest clocks.
+/// Without it, one checkpoint dated far ahead would pass every freshness bound (`max_age`) for
+/// as long as its date is ahead (`docs/protocol.md` §13.3).
+pub const DEFAULT_MAX_AHEAD_MS: u64 = 5 * 60 * 1000;
+
+/// A checkpoint dated more than the allowed bound after the verifier's clock (see
+/// [`check_not_ahead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the checkpoint of epoch {epoch} is dated {time_ms} ms, {ahead_ms} ms ahead of this clock \
+     ({now_ms} ms), more than the allowed {max_ms} ms: the log signed a time in the future, or \
+     this clock is behind"
+)]
+pub struct FromTheFuture {
+    pub epoch: u64,
+    /// The checkpoint's `time`.
+    pub time_ms: u64,
+    /// The verifier's clock when it checked.
+    pub now_ms: u64,
+    /// `time_ms - now_ms`.
+    pub ahead_ms: u64,
+    /// The bound.
+    pub max_ms: u64,
+}
+
+/// Refuses a checkpoint whose `time` is more than `max_ahead_ms` after `now_ms` (the verifier's
+/// clock). The one freshness rule every party applies to every checkpoint it takes (client,
+/// witness, auditor), whatever the checkpoint was asked for: a checkpoint from the future is
+/// never valid, and an old one is not refused here (that is `max_age`, the client's choice).
+pub fn check_not_ahead(
+    checkpoint: &Checkpoint,
+    now_ms: u64,
+    max_ahead_ms: u64,
+) -> Result<(), FromTheFuture> {
+    let ahead_ms = checkpoint.time_ms.saturating_sub(now_ms);
+    if ahead_ms > max_ahead_ms {
+        return Err(FromTheFuture {
+            epoch: checkpoint.epoch,
+            time_ms: checkpoint.time_ms,
+            now_ms,
+            ahead_ms,
+            max_ms: max_ahead_ms,
+        });
+    }
+    Ok(())
+}
+
+/// Two signed checkpoints of which neither is trusted more than the other (gossip: a client's
+/// and a witness's), ordered by epoch (`older.epoch <= newer.epoch`). Decides everything the two
+/// notes prove on their own, before anything is asked of the server:
+///
+/// - `Ok(None)`: consistent, and no proof is needed (same body; or a tree that is empty or of
+///   the same size and root at the older epoch, with a valid link);
+/// - `Ok(Some((older.size, newer.size)))`: every rule that needs no proof holds, and only an
+///   RFC 9162 consistency proof between these sizes can settle the rest: ask for it and call
+///   [`advance`]`(older, newer, proof)`;
+/// - `Err`: the notes alone prove the violation (a second body for one epoch, a larger tree at
+///   the older epoch, the same size with another root, a time going backwards, a broken `prev`
+///   link between consecutive epochs); the evidence names `older` first.
+pub fn proof_needed(
+    older: &SignedCheckpoint,
+    newer: &SignedCheckpoint,
+) -> Result<Option<(u64, u64)>, Violation> {
+    let (o, n) = (older.checkpoint(), newer.checkpoint());
+    // Every case in which `advance` takes no proof: decided by `advance` itself.
+    if o.origin != n.origin || o.epoch >= n.epoch || o.size == 0 || o.size >= n.size {
+        return advance(older, newer, &[]).map(|_| None);
+    }
+    if n.epoch == o.epoch + 1 {
+        check_link(older, newer)?;
+    } else if n.time_ms < o.time_ms {
+        let w = Witness {
+            trusted: older,
+            new: newer,
+            proof: &[],
+        };
+        return Err(w.time_went_backwards());
+    }
+    Ok(Some((o.size, n.size)))
 }

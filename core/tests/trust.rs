@@ -411,3 +411,95 @@ proptest! {
         prop_assert!(matches!(advance(&t, &n, &longer), Err(Violation::Fork(_))));
     }
 }
+
+// --- issue 18, finding 3: checkpoints dated in the future -----------------------------------
+
+#[test]
+fn a_checkpoint_dated_beyond_the_bound_is_from_the_future() {
+    use kt_core::trust::{check_not_ahead, FromTheFuture, DEFAULT_MAX_AHEAD_MS};
+    let log = honest_log();
+    let cp = log.at(5).checkpoint(); // time 3_500
+    let time = cp.time_ms;
+    // At or within the bound (including any time in the past): fine.
+    for now in [time - 100, time, time + 1, u64::MAX] {
+        check_not_ahead(cp, now, 100).unwrap();
+    }
+    // One millisecond more: refused, with the numbers.
+    let err = check_not_ahead(cp, time - 101, 100).unwrap_err();
+    assert_eq!(
+        err,
+        FromTheFuture {
+            epoch: 5,
+            time_ms: time,
+            now_ms: time - 101,
+            ahead_ms: 101,
+            max_ms: 100,
+        }
+    );
+    assert!(err.to_string().contains("101 ms ahead"), "{err}");
+    // A year ahead, against the default bound.
+    let mut year = cp.clone();
+    year.time_ms = time + 365 * 24 * 3_600_000;
+    assert!(check_not_ahead(&year, time, DEFAULT_MAX_AHEAD_MS).is_err());
+    assert_eq!(DEFAULT_MAX_AHEAD_MS, 300_000);
+    // An old log audited today is never in the future.
+    check_not_ahead(cp, u64::MAX, 0).unwrap();
+}
+
+// --- issue 18, finding 4: gossip decided from the two notes ---------------------------------
+
+#[test]
+fn proof_needed_asks_for_a_proof_only_between_growing_trees() {
+    use kt_core::trust::proof_needed;
+    let log = honest_log(); // sizes 0, 3, 3, 7, 8, 13
+    for i in 0..log.chain.len() {
+        for j in i..log.chain.len() {
+            let (o, n) = (log.at(i), log.at(j));
+            let (m, s) = (o.checkpoint().size, n.checkpoint().size);
+            let want = (m > 0 && m < s).then_some((m, s));
+            assert_eq!(proof_needed(o, n).unwrap(), want, "epochs {i} -> {j}");
+            if want.is_some() {
+                assert!(advance(o, n, &log.proof(o, n)).is_ok());
+            }
+        }
+    }
+}
+
+#[test]
+fn proof_needed_finds_what_the_notes_alone_prove() {
+    use kt_core::trust::proof_needed;
+    let log = honest_log();
+    // A larger tree at the older epoch (the witness's epoch 4 has 20 leaves, ours epoch 5 has
+    // 13): a rollback, whichever side each note came from.
+    let mut big = log.at(4).checkpoint().clone();
+    big.size = 20;
+    big.root = mth(&log.leaves[..20]);
+    let big = log.sign(big);
+    let v = proof_needed(&big, log.at(5)).unwrap_err();
+    assert!(matches!(v, Violation::Rollback(_)), "{v}");
+    assert_evidence(&v, "rollback", &big, log.at(5));
+    // The reverse: a newer epoch with a smaller tree.
+    let v = proof_needed(log.at(5), &log.sign(log.next(8))).unwrap_err();
+    assert!(matches!(v, Violation::Rollback(_)), "{v}");
+    // One epoch, two bodies.
+    let mut other = log.at(3).checkpoint().clone();
+    other.map_root = [9; 32];
+    let other = log.sign(other);
+    let v = proof_needed(log.at(3), &other).unwrap_err();
+    assert_evidence(&v, "fork", log.at(3), &other);
+    // The same size with another root.
+    let mut cp = log.next(13);
+    cp.root = mth(&leaves(13, "other"));
+    let v = proof_needed(log.at(5), &log.sign(cp)).unwrap_err();
+    assert!(matches!(v, Violation::Fork(_)), "{v}");
+    // Growing trees, but a broken link or a time going back: no proof needed to refuse.
+    let mut cp = log.next(20);
+    cp.prev = [7; 32];
+    let v = proof_needed(log.at(5), &log.sign(cp)).unwrap_err();
+    assert!(matches!(v, Violation::BrokenChain(_)), "{v}");
+    let mut cp = log.next(20);
+    cp.epoch += 3;
+    cp.time_ms = 1;
+    let v = proof_needed(log.at(5), &log.sign(cp)).unwrap_err();
+    assert!(matches!(v, Violation::TimeWentBackwards(_)), "{v}");
+}

@@ -6,16 +6,21 @@
 
 mod common;
 
+use std::path::Path;
 use std::pin::Pin;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use futures::{Stream, StreamExt};
 use kt_audit::{AuditConfig, Auditor, Outcome};
-use kt_client::{ClientError, LogClient};
+use kt_client::{ClientError, LogClient, Policy};
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
-use kt_core::note::NoteSigner;
+use kt_core::cosignature::{Cosigner, WitnessPolicy};
+use kt_core::note::{KeyName, NoteSigner};
 use kt_core::trust::Violation;
 use kt_proto::v1::log_client::LogClient as Upstream;
 use kt_proto::v1::log_server::{Log, LogServer};
@@ -43,6 +48,25 @@ enum Lie {
     RollbackTo {
         epoch: u64,
     },
+    /// Checkpoints after this epoch are re-signed with a time a year ahead, and cosigned by
+    /// [`bribed_witness`] (issue 18, finding 3).
+    FutureTime {
+        after: u64,
+    },
+}
+
+/// A witness key the operator controls (or a witness that cosigns anything).
+fn bribed_witness() -> Cosigner {
+    Cosigner::from_seed(KeyName::new("bribed-witness.test").unwrap(), [7; 32])
+}
+
+const YEAR_MS: u64 = 365 * 24 * 3_600_000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[derive(Clone)]
@@ -50,6 +74,8 @@ struct Liar {
     upstream: Upstream<Channel>,
     signer: Arc<NoteSigner>,
     lie: Arc<Mutex<Lie>>,
+    /// How many consistency proofs were asked for.
+    proofs_asked: Arc<AtomicU64>,
 }
 
 impl Liar {
@@ -77,6 +103,16 @@ impl Liar {
             Lie::BrokenChain { after } if cp.epoch > after => {
                 cp.prev = [0; 32];
                 self.sign(cp)
+            }
+            Lie::FutureTime { after } if cp.epoch > after => {
+                cp.time_ms += YEAR_MS;
+                let body = cp.body();
+                let signed = String::from_utf8(self.sign(cp)).unwrap();
+                let line = bribed_witness()
+                    .cosign(&body, now_ms() / 1000)
+                    .unwrap()
+                    .to_line();
+                format!("{signed}{line}\n").into_bytes()
             }
             _ => note,
         }
@@ -158,6 +194,7 @@ impl Log for Liar {
         &self,
         r: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        self.proofs_asked.fetch_add(1, Ordering::SeqCst);
         self.upstream
             .clone()
             .get_consistency_proof(r.into_inner())
@@ -206,6 +243,9 @@ struct Setup {
     liar_url: String,
     lie: Arc<Mutex<Lie>>,
     key: String,
+    proofs_asked: Arc<AtomicU64>,
+    /// The log's signing key, read from `<data_dir>/log.key` as a malicious operator would.
+    signer: NoteSigner,
 }
 
 async fn setup() -> Setup {
@@ -215,10 +255,12 @@ async fn setup() -> Setup {
     let signer = ktd::keys::load(&dir.join("db/log.key"), common::ORIGIN).unwrap();
     let upstream = Upstream::connect(common::grpc_url(&server)).await.unwrap();
     let lie = Arc::new(Mutex::new(Lie::Honest));
+    let proofs_asked = Arc::new(AtomicU64::new(0));
     let liar = Liar {
         upstream,
-        signer: Arc::new(signer),
+        signer: Arc::new(signer.clone()),
         lie: lie.clone(),
+        proofs_asked: proofs_asked.clone(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let liar_url = format!("http://{}", listener.local_addr().unwrap());
@@ -234,6 +276,8 @@ async fn setup() -> Setup {
         server,
         liar_url,
         lie,
+        proofs_asked,
+        signer,
     }
 }
 
@@ -486,5 +530,385 @@ async fn following_auditor_catches_a_broken_chain_as_it_is_published() {
         }
         Outcome::Clean { .. } => panic!("follow returned clean"),
     }
+    s.server.shutdown().await;
+}
+
+// --- issue 18: future-dated checkpoints, gossip forks from notes alone, bounded HTTP reads ----
+
+/// Runs a built workspace binary (`kt`, `kt-audit`) with no KT_* environment.
+fn run(name: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(common::binary(name));
+    cmd.args(args);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("KT_") {
+            cmd.env_remove(var);
+        }
+    }
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "$ {name} {args:?} -> {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Finding 3: the operator signs a checkpoint dated a year ahead and has a witness cosign it.
+/// Every client would take it (or any older checkpoint with that time) as fresh under --max-age
+/// for a year. Refused by the client (even with the witness policy met), by `kt` (exit 3), by
+/// a real `kt-audit` witness (no cosignature, exit 2), and reported by the auditor with the note
+/// and its clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn future_dated_checkpoint_is_refused_by_client_witness_and_auditor() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    let epoch = s.grow(&mut client, 2).await;
+    s.set(Lie::FutureTime { after: epoch });
+    s.grow_upstream().await;
+    let future_epoch = epoch + 1;
+    let w = bribed_witness();
+    let policy = Policy {
+        witnesses: Some(WitnessPolicy::new(vec![w.verifier()], 1).unwrap()),
+        max_age: Some(Duration::from_secs(600)),
+        ..Policy::default()
+    };
+
+    // The client: refused before the freshness and witness checks could pass it.
+    let before = std::fs::read(s.dir.join("client.json")).unwrap();
+    let mut client = s.client("client.json").await.with_policy(policy.clone());
+    let err = client.refresh().await.unwrap_err();
+    assert!(err.is_violation(), "{err}");
+    let ClientError::FromTheFuture { future, note } = err else {
+        panic!("expected a checkpoint from the future, got {err}");
+    };
+    assert_eq!(future.epoch, future_epoch);
+    assert!(future.ahead_ms > YEAR_MS - 60_000, "{future}");
+    assert_eq!(
+        future.max_ms,
+        kt_client::DEFAULT_MAX_AHEAD.as_millis() as u64
+    );
+    assert!(note.contains("bribed-witness.test"), "{note}");
+    assert_eq!(std::fs::read(s.dir.join("client.json")).unwrap(), before);
+    // The same note offered as gossip: refused too.
+    let err = client
+        .check_witness(&w.verifier(), note.as_bytes())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::FromTheFuture { .. }), "{err}");
+    // The bound is configurable: a client that allows two years takes it.
+    let mut lenient = s.client("lenient.json").await.with_policy(Policy {
+        max_ahead: Duration::from_millis(2 * YEAR_MS),
+        ..policy.clone()
+    });
+    assert_eq!(
+        lenient
+            .refresh()
+            .await
+            .unwrap()
+            .checkpoint()
+            .checkpoint()
+            .epoch,
+        future_epoch
+    );
+
+    // `kt`: exit 3, with the signed note and the local clock.
+    let state = s.dir.join("kt.json");
+    let out = run(
+        "kt",
+        &[
+            "--server",
+            &s.liar_url,
+            "--log-key",
+            &s.key,
+            "--state",
+            path(&state),
+            "--witness",
+            &w.verifier().to_string(),
+            "--max-age",
+            "600",
+            "checkpoint",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let evidence: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["kind"], "future-checkpoint");
+    // The proxy cosigns afresh on every answer: the body is the same, the timestamp may not be.
+    let body = |note: &str| note.split("\n\n").next().unwrap().to_owned();
+    assert_eq!(body(evidence["checkpoint_note"].as_str().unwrap()), body(&note));
+    let local = evidence["local_time_ms"].as_u64().unwrap();
+    assert!(future.now_ms <= local && local <= now_ms());
+    assert!(!state.exists(), "nothing trusted");
+
+    // A real `kt-audit` witness: cosigns the honest epochs, refuses the future one (exit 2).
+    let key_file = s.dir.join("w.key");
+    let honest_w = Cosigner::from_seed(KeyName::new("honest-witness.test").unwrap(), [8; 32]);
+    kt_client::write_private_atomically(&key_file, honest_w.to_private_string().as_bytes())
+        .unwrap();
+    let wdir = s.dir.join("witness");
+    let out = run(
+        "kt-audit",
+        &[
+            "--server",
+            &s.liar_url,
+            "--log-key",
+            &s.key,
+            "--quiet",
+            "--once",
+            "--state-dir",
+            path(&wdir),
+            "--witness-key",
+            path(&key_file),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "VIOLATION (future-checkpoint) at epoch {future_epoch}"
+        )) && stderr.contains("not cosigned"),
+        "{stderr}"
+    );
+    let cosigned = kt_audit::witness::read_latest(&wdir).unwrap().unwrap();
+    let cosigned =
+        Checkpoint::parse_body(&format!("{}\n", cosigned.split("\n\n").next().unwrap())).unwrap();
+    assert_eq!(
+        cosigned.epoch, epoch,
+        "the witness cosigned up to the honest epoch only"
+    );
+
+    // The auditor: a finding with the signed note and its clock.
+    let finding = audit_finding(&s, false).await;
+    assert_eq!(finding.kind, "future-checkpoint");
+    assert_eq!(finding.epoch, future_epoch);
+    assert_eq!(finding.checkpoints.len(), 1);
+    assert_eq!(body(&finding.checkpoints[0]), body(&note));
+    let clock = finding.clock.as_ref().unwrap();
+    assert!(clock.checkpoint_time_ms > clock.auditor_time_ms + YEAR_MS - 60_000);
+    assert_eq!(clock.max_ahead_ms, 300_000);
+    // An auditor that allows two years passes the same log: only "ahead now" is a finding.
+    let mut config = s.audit_config(false);
+    config.state_dir = s.dir.join("lenient-audit");
+    let mut auditor = Auditor::new(config).await.unwrap();
+    auditor.set_max_ahead(Duration::from_millis(2 * YEAR_MS));
+    assert!(matches!(
+        auditor.run_once().await.unwrap(),
+        Outcome::Clean { .. }
+    ));
+    s.server.shutdown().await;
+}
+
+/// Signs `cp` with the log's key and adds `w`'s cosignature: what a witness serves as gossip.
+fn witness_note(s: &Setup, cp: Checkpoint, w: &Cosigner) -> String {
+    let body = cp.body();
+    let signed = SignedCheckpoint::sign(cp, &s.signer).unwrap();
+    let line = w.cosign(&body, now_ms() / 1000).unwrap().to_line();
+    format!("{}{line}\n", signed.note())
+}
+
+/// Finding 4: a witness's checkpoint that, with the client's own, proves a rollback or a fork
+/// from the two signed notes alone. The client refuses with both notes as evidence and `kt
+/// check-witness` exits 3, without asking the server for anything (the proxy counts the
+/// consistency proofs asked; a lying server would simply refuse them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_witness_proves_a_fork_from_the_two_notes_alone() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    let epoch = s.grow(&mut client, 4).await;
+    let ours = client.trusted().unwrap().clone();
+    let w = bribed_witness();
+    let api = kt_client::LogApi::connect(&s.liar_url, &s.key)
+        .await
+        .unwrap();
+    let older = api.checkpoint(Some(epoch - 1)).await.unwrap();
+    let asked = || s.proofs_asked.load(Ordering::SeqCst);
+    let start = asked();
+
+    // The witness cosigned the older epoch with a larger tree than ours: a rollback.
+    let mut big = older.checkpoint().clone();
+    big.size = ours.checkpoint().size + 3;
+    big.root = kt_core::hash::sha256(b"the witness's view");
+    let note = witness_note(&s, big, &w);
+    let v = violation(
+        client
+            .check_witness(&w.verifier(), note.as_bytes())
+            .await
+            .unwrap_err(),
+    );
+    assert!(matches!(*v, Violation::Rollback(_)), "{v}");
+    assert_eq!(v.evidence().trusted_note, note);
+    assert_eq!(v.evidence().new_note, ours.note());
+    assert_eq!(asked(), start, "the server was asked for a proof");
+
+    // `kt check-witness` on the same note: exit 3 with the evidence, server not asked.
+    let file = s.dir.join("gossip.note");
+    std::fs::write(&file, &note).unwrap();
+    let kt = |file: &Path| {
+        run(
+            "kt",
+            &[
+                "--server",
+                &s.liar_url,
+                "--log-key",
+                &s.key,
+                "--state",
+                path(&s.dir.join("client.json")),
+                "check-witness",
+                &w.verifier().to_string(),
+                path(file),
+            ],
+        )
+    };
+    let out = kt(&file);
+    assert_eq!(out.status.code(), Some(3));
+    let evidence: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["kind"], "rollback");
+    assert_eq!(evidence["trusted_note"], note);
+    assert_eq!(asked(), start);
+
+    // The reverse (a newer epoch with a smaller tree), and one epoch with another body.
+    let mut small = ours.checkpoint().clone();
+    small.epoch += 1;
+    small.prev = ours.checkpoint().body_hash();
+    small.size -= 1;
+    let mut other = ours.checkpoint().clone();
+    other.map_root = [9; 32];
+    for (cp, kind) in [(small, "rollback"), (other, "fork")] {
+        let note = witness_note(&s, cp, &w);
+        let v = violation(
+            client
+                .check_witness(&w.verifier(), note.as_bytes())
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(v.evidence().kind, kind, "{v}");
+        std::fs::write(&file, &note).unwrap();
+        assert_eq!(kt(&file).status.code(), Some(3));
+    }
+    assert_eq!(asked(), start);
+
+    // An honest, newer checkpoint the witness cosigned: a proof is needed, asked, and verified.
+    s.grow_upstream().await;
+    let newer = api.checkpoint(None).await.unwrap();
+    let note = witness_note(&s, newer.checkpoint().clone(), &w);
+    client
+        .check_witness(&w.verifier(), note.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(asked(), start + 1);
+    s.server.shutdown().await;
+}
+
+/// A hostile HTTP server on 127.0.0.1: an endless body without Content-Length (`/endless`),
+/// a huge Content-Length (`/declared`), or nothing at all (`/silent`). Returns its base URL
+/// and the body bytes it managed to send.
+async fn hostile_http() -> (String, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = sock.read(&mut request).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&request[..n]).to_string();
+                let head: &[u8] = if request.contains("/silent") {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return;
+                } else if request.contains("/declared") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                };
+                if sock.write_all(head).await.is_err() {
+                    return;
+                }
+                let block = vec![b'x'; 16 * 1024];
+                // `/declared` sends raw bytes under its Content-Length; the rest chunks.
+                let raw = request.contains("/declared");
+                let chunk = [
+                    format!("{:x}\r\n", block.len()).into_bytes(),
+                    block.clone(),
+                    b"\r\n".to_vec(),
+                ]
+                .concat();
+                loop {
+                    let out = if raw { &block } else { &chunk };
+                    if sock.write_all(out).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(block.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (url, sent)
+}
+
+/// Finding 5: `kt check-witness <url>` and `kt-audit --tiles-url` against a hostile HTTP server.
+/// An endless body is refused at the limit (the server cannot push much more than the limit
+/// plus the sockets' buffers), a huge Content-Length before any body, and a server that never
+/// answers after the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_reads_of_kt_and_kt_audit_are_bounded() {
+    let s = setup().await;
+    let mut client = s.client("client.json").await;
+    s.grow(&mut client, 2).await;
+    let (base, sent) = hostile_http().await;
+    let w = bribed_witness().verifier().to_string();
+    let started = std::time::Instant::now();
+    for (what, expect) in [
+        ("endless", "passed the limit of 65536 bytes"),
+        ("declared", "declares 1073741824 bytes"),
+        ("silent", "no complete answer within 1000 ms"),
+    ] {
+        let url = format!("{base}/{what}/checkpoint");
+        let out = run(
+            "kt",
+            &[
+                "--server",
+                &s.liar_url,
+                "--log-key",
+                &s.key,
+                "--state",
+                path(&s.dir.join("client.json")),
+                "--http-timeout",
+                "1",
+                "check-witness",
+                &w,
+                &url,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{what}: {stderr}");
+    }
+    assert!(sent.load(Ordering::Relaxed) < 16 * 1024 * 1024);
+
+    // The auditor's tiles: the first full tile read is refused the same way.
+    s.grow(&mut client, 256).await;
+    for (what, expect) in [
+        ("endless", "passed the limit of 8192 bytes"),
+        ("silent", "no complete answer within 1000 ms"),
+    ] {
+        let mut config = s.audit_config(false);
+        config.tiles_url = Some(format!("{base}/{what}"));
+        config.state_dir = s.dir.join(format!("audit-{what}"));
+        let mut auditor = Auditor::new(config).await.unwrap();
+        auditor.set_http_timeout(Duration::from_secs(1));
+        let err = auditor.run_once().await.unwrap_err();
+        assert!(format!("{err:#}").contains(expect), "{what}: {err:#}");
+    }
+    assert!(sent.load(Ordering::Relaxed) < 32 * 1024 * 1024);
+    // Generous: only "it did not hang".
+    assert!(started.elapsed() < Duration::from_secs(120));
     s.server.shutdown().await;
 }

@@ -36,6 +36,23 @@ pub struct Finding {
     /// `map-root-mismatch`, and `invalid-entry`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayEvidence>,
+    /// For a checkpoint dated in the future (kind `future-checkpoint`): the auditor's clock when
+    /// it refused it, and the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockEvidence>,
+}
+
+/// The auditor's clock against a checkpoint's `time` (kind `future-checkpoint`). The signed note
+/// proves the log signed that time; the clock reading is the auditor's word, so anyone checking
+/// the evidence compares the note's time with their own clock too.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClockEvidence {
+    /// The checkpoint's `time`.
+    pub checkpoint_time_ms: u64,
+    /// The auditor's (or witness's) clock when it checked.
+    pub auditor_time_ms: u64,
+    pub ahead_ms: u64,
+    pub max_ahead_ms: u64,
 }
 
 /// What the directory replay found: the rule broken and the entries or map roots involved.
@@ -126,6 +143,24 @@ impl Finding {
             entry: None,
             tile: None,
             replay: None,
+            clock: None,
+        }
+    }
+
+    /// A checkpoint dated more than the allowed bound after this auditor's clock.
+    pub fn future(
+        future: &kt_core::trust::FromTheFuture,
+        cp: &SignedCheckpoint,
+        detail: impl Into<String>,
+    ) -> Self {
+        Finding {
+            clock: Some(ClockEvidence {
+                checkpoint_time_ms: future.time_ms,
+                auditor_time_ms: future.now_ms,
+                ahead_ms: future.ahead_ms,
+                max_ahead_ms: future.max_ms,
+            }),
+            ..Finding::single("future-checkpoint", detail, cp)
         }
     }
 
@@ -257,6 +292,7 @@ impl From<Violation> for Finding {
             entry: None,
             tile: None,
             replay: None,
+            clock: None,
         }
     }
 }

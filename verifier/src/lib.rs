@@ -21,6 +21,7 @@ mod tiles;
 pub mod witness;
 
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -32,7 +33,7 @@ use kt_core::note::NoteVerifier;
 use kt_core::tiles::{stored_position, TILE_WIDTH};
 use kt_core::trust;
 
-pub use evidence::{EntryEvidence, Finding, MapChange, ReplayEvidence};
+pub use evidence::{ClockEvidence, EntryEvidence, Finding, MapChange, ReplayEvidence};
 use fetch::EntryChunks;
 pub use replay::{Replay, ReplayViolation};
 pub use state::AuditState;
@@ -94,6 +95,8 @@ pub struct Auditor {
     replay: Replay,
     /// Set when this auditor is also a witness.
     witness: Option<Witness>,
+    /// How far a checkpoint's time may be ahead of this auditor's clock ([`Auditor::set_max_ahead`]).
+    max_ahead: Duration,
 }
 
 impl Auditor {
@@ -109,7 +112,8 @@ impl Auditor {
             Some(url) => Some(TileChecker::new(
                 url,
                 api.verifier().clone(),
-                tls.http_client(reqwest::Client::builder())?,
+                // Same timeouts for every kind of read; get_bounded enforces them again.
+                tls.http_client(tiles::ENTRY_BUNDLE_LIMIT.client_builder())?,
             )),
             None => None,
         };
@@ -140,6 +144,7 @@ impl Auditor {
             unsaved: 0,
             replay: Replay::new(),
             witness: None,
+            max_ahead: kt_client::DEFAULT_MAX_AHEAD,
         })
     }
 
@@ -153,6 +158,33 @@ impl Auditor {
             .expect("the state file is in the state directory");
         self.witness = Some(Witness::open(cosigner, dir, &self.verifier)?);
         Ok(())
+    }
+
+    /// How far ahead of this auditor's clock a checkpoint's `time` may be (default
+    /// [`kt_client::DEFAULT_MAX_AHEAD`]): a checkpoint dated later is a `future-checkpoint`
+    /// finding, and a witness does not cosign it. Checked against the clock at the moment of
+    /// auditing, so auditing an old log later never flags its honest checkpoints.
+    pub fn set_max_ahead(&mut self, max_ahead: Duration) {
+        self.max_ahead = max_ahead;
+    }
+
+    /// The total timeout of each HTTP read of the tiles (default
+    /// [`kt_client::http::DEFAULT_TIMEOUT`]; `kt-audit --http-timeout`).
+    pub fn set_http_timeout(&mut self, timeout: Duration) {
+        if let Some(tiles) = &mut self.tiles {
+            tiles.set_timeout(timeout);
+        }
+    }
+
+    /// [`trust::check_not_ahead`] against this auditor's clock, as a finding.
+    fn future_finding(&self, cp: &SignedCheckpoint, what: &str) -> Option<Finding> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let future =
+            trust::check_not_ahead(cp.checkpoint(), now, self.max_ahead.as_millis() as u64)
+                .err()?;
+        Some(Finding::future(&future, cp, format!("{future}; {what}")))
     }
 
     /// The witness, if this auditor is one.
@@ -394,6 +426,14 @@ impl Auditor {
                 }
             }
         }
+        let what = if self.witness.is_some() {
+            "not cosigned"
+        } else {
+            "refused"
+        };
+        if let Some(finding) = self.future_finding(&cp, what) {
+            return Ok(Some(finding));
+        }
         let target = cp.checkpoint().size;
         self.progress.set_message(cp.checkpoint().epoch.to_string());
         if target > self.progress.length().unwrap_or(0) {
@@ -481,6 +521,16 @@ impl Auditor {
         let Some(witness) = &self.witness else {
             return Ok(None);
         };
+        // Audited already, but perhaps before a restart, when it was not yet this far ahead.
+        if let Some(finding) = self.future_finding(cp, "this witness does not cosign it") {
+            let epoch = cp.checkpoint().epoch;
+            tracing::warn!(epoch, "refusing to cosign: {}", finding.detail);
+            eprintln!(
+                "kt-audit: refusing to cosign epoch {epoch}: {}",
+                finding.detail
+            );
+            return Ok(Some(finding));
+        }
         if let Some(prev) = witness.cosigned().cloned() {
             let (p, n) = (prev.checkpoint(), cp.checkpoint());
             if n.epoch < p.epoch {

@@ -54,6 +54,14 @@ struct Cli {
     /// (`kt-audit witness-keygen` writes one) and submit the cosignature to the server.
     #[arg(long, env = "KT_AUDIT_WITNESS_KEY")]
     witness_key: Option<PathBuf>,
+    /// Refuse (a `future-checkpoint` finding; a witness does not cosign it) a checkpoint whose
+    /// time is more than this many seconds ahead of this machine's clock.
+    #[arg(long, env = "KT_AUDIT_MAX_AHEAD", default_value_t = kt_client::DEFAULT_MAX_AHEAD.as_secs())]
+    max_ahead: u64,
+    /// Give up on an HTTP read of --tiles-url (connecting, the headers and the whole body) after
+    /// this many seconds. Each read is also bounded in bytes (docs/operations.md, "HTTP reads").
+    #[arg(long, env = "KT_AUDIT_HTTP_TIMEOUT", default_value_t = kt_client::http::DEFAULT_TIMEOUT.as_secs())]
+    http_timeout: u64,
     /// With --witness-key: also serve the latest checkpoint this witness cosigned at
     /// `http://<addr>/checkpoint`, for clients' gossip (`kt check-witness`).
     #[arg(long, requires = "witness_key")]
@@ -203,6 +211,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         });
     }
     let mut auditor = Auditor::with_tls(config, &tls).await?;
+    auditor.set_max_ahead(std::time::Duration::from_secs(cli.max_ahead));
+    auditor.set_http_timeout(std::time::Duration::from_secs(cli.http_timeout));
     if let Some(cosigner) = witness {
         auditor.set_witness(cosigner)?;
     }

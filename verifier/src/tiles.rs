@@ -1,5 +1,9 @@
 //! Compares the server's C2SP tiles (read-only HTTP) with what the auditor recomputed.
+//!
+//! Every read is bounded in bytes (the largest valid answer of its kind) and in time
+//! ([`kt_client::http::get_bounded`]).
 
+use kt_client::http::{get_bounded, HttpLimits};
 use kt_core::checkpoint::SignedCheckpoint;
 use kt_core::hash::{leaf_hash, Hash};
 use kt_core::note::NoteVerifier;
@@ -7,12 +11,23 @@ use kt_core::tiles::{decode_bundle, TilePath, TILE_WIDTH};
 
 use crate::evidence::Finding;
 
+/// A full hash tile: 256 hashes.
+pub const HASH_TILE_LIMIT: HttpLimits = HttpLimits::new(TILE_WIDTH * 32);
+
+/// A full entry bundle: 256 entries of the largest size, each with its 2-byte length.
+pub const ENTRY_BUNDLE_LIMIT: HttpLimits =
+    HttpLimits::new(TILE_WIDTH * (2 + kt_core::entry::MAX_ENTRY_LEN as u64));
+
+/// The HTTP checkpoint: a note with its signature and cosignatures.
+pub const CHECKPOINT_LIMIT: HttpLimits = HttpLimits::new(64 * 1024);
+
 /// Reads tiles over HTTP.
 #[derive(Debug, Clone)]
 pub struct TileChecker {
     http: reqwest::Client,
     base: String,
     verifier: NoteVerifier,
+    timeout: std::time::Duration,
 }
 
 impl TileChecker {
@@ -23,20 +38,19 @@ impl TileChecker {
             http,
             base: base.trim_end_matches('/').to_owned(),
             verifier,
+            timeout: kt_client::http::DEFAULT_TIMEOUT,
         }
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let resp = self
-            .http
-            .get(format!("{}/{path}", self.base))
-            .send()
-            .await?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let resp = resp.error_for_status()?;
-        Ok(Some(resp.bytes().await?.to_vec()))
+    /// Sets the total timeout of every read (default [`kt_client::http::DEFAULT_TIMEOUT`]).
+    pub fn set_timeout(&mut self, timeout: std::time::Duration) {
+        self.timeout = timeout;
+    }
+
+    async fn get(&self, path: &str, limits: &HttpLimits) -> anyhow::Result<Option<Vec<u8>>> {
+        let url = format!("{}/{path}", self.base);
+        let limits = limits.with_timeout(self.timeout);
+        Ok(get_bounded(&self.http, &url, &limits).await?)
     }
 
     /// Compares one hash tile (and, at level 0, the entry bundle) with the recomputed hashes.
@@ -55,7 +69,7 @@ impl TileChecker {
             width,
         }
         .to_string();
-        let served = self.get(&path).await?;
+        let served = self.get(&path, &HASH_TILE_LIMIT).await?;
         if served.as_deref() != Some(&expected[..]) {
             return Ok(Err(Finding::tile(
                 "tile-mismatch",
@@ -68,7 +82,10 @@ impl TileChecker {
         }
         if level == 0 {
             let path = TilePath::Entries { index, width }.to_string();
-            let served = self.get(&path).await?.unwrap_or_default();
+            let served = self
+                .get(&path, &ENTRY_BUNDLE_LIMIT)
+                .await?
+                .unwrap_or_default();
             let matches = decode_bundle(&served).is_ok_and(|entries| {
                 entries.len() == hashes.len()
                     && entries.iter().zip(hashes).all(|(e, h)| leaf_hash(e) == *h)
@@ -104,7 +121,7 @@ impl TileChecker {
                 return Ok(Err(f));
             }
         }
-        let Some(note) = self.get("checkpoint").await? else {
+        let Some(note) = self.get("checkpoint", &CHECKPOINT_LIMIT).await? else {
             return Ok(Err(Finding::single(
                 "http-checkpoint-missing",
                 "the HTTP endpoint serves no checkpoint",

@@ -1,8 +1,9 @@
 //! `kt`: the KeyTrail command line. Every answer is verified before it is shown.
 //!
 //! Exit codes: 0 success; 1 failure (bad input, unreachable server, refused request); 3 the log or
-//! the server misbehaved (a rollback or fork with evidence, an answer that does not verify) or the
-//! owner's monitor found a version of its label that this device did not make.
+//! the server misbehaved (a rollback or fork with evidence, an answer that does not verify, a
+//! checkpoint dated in the future) or the owner's monitor found a version of its label that this
+//! device did not make.
 
 /// `println!` for kt's output, except that a reader that went away (`kt ... | head -1`) is not
 /// an error: the rest of the output is dropped, and kt still finishes its work and exits with the
@@ -82,6 +83,14 @@ struct Cli {
     /// Refuse a latest checkpoint or receipt whose time is more than this many seconds old.
     #[arg(long, env = "KT_MAX_AGE", global = true)]
     max_age: Option<u64>,
+    /// Refuse any checkpoint whose time is more than this many seconds ahead of this clock (exit
+    /// 3: an honest log never signs a time in the future, unless this clock is behind).
+    #[arg(long, env = "KT_MAX_AHEAD", default_value_t = kt_client::DEFAULT_MAX_AHEAD.as_secs(), global = true)]
+    max_ahead: u64,
+    /// Give up on an HTTP read (`check-witness <url>`: connecting, the headers and the whole
+    /// body) after this many seconds. Each read is also bounded in bytes.
+    #[arg(long, env = "KT_HTTP_TIMEOUT", default_value_t = kt_client::http::DEFAULT_TIMEOUT.as_secs(), global = true)]
+    http_timeout: u64,
     /// How many seconds to keep asking for a checkpoint's cosignatures before giving up.
     #[arg(long, env = "KT_QUORUM_WAIT", default_value_t = 10, global = true)]
     quorum_wait: u64,
@@ -190,6 +199,22 @@ async fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_VIOLATION)
         }
+        Err(Failure::FromTheFuture { future, note }) => {
+            eprintln!("kt: REFUSED: {future}");
+            eprintln!("kt: the trusted state was not changed. The signed checkpoint and this clock (keep them):");
+            let out = json!({
+                "kind": "future-checkpoint",
+                "detail": future.to_string(),
+                "checkpoint_note": note,
+                "local_time_ms": future.now_ms,
+                "max_ahead_ms": future.max_ms,
+            });
+            say!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("serializable")
+            );
+            ExitCode::from(EXIT_VIOLATION)
+        }
         // Already reported by the monitor.
         Err(Failure::Alert) => ExitCode::from(EXIT_VIOLATION),
         Err(Failure::Other(e)) => {
@@ -203,6 +228,11 @@ enum Failure {
     Violation(Box<kt_core::trust::Violation>),
     /// A directory or message answer that does not verify against its checkpoint.
     Answer(Box<BadAnswer>),
+    /// A checkpoint dated in the future (see `ClientError::FromTheFuture`).
+    FromTheFuture {
+        future: kt_core::trust::FromTheFuture,
+        note: String,
+    },
     /// The owner's monitor raised versions this device did not make (already printed).
     Alert,
     Other(anyhow::Error),
@@ -213,6 +243,7 @@ impl From<ClientError> for Failure {
         match e {
             ClientError::Violation(v) => Failure::Violation(v),
             ClientError::Answer(bad) => Failure::Answer(bad),
+            ClientError::FromTheFuture { future, note } => Failure::FromTheFuture { future, note },
             other => Failure::Other(other.into()),
         }
     }
@@ -240,23 +271,21 @@ fn log_key(cli: &Cli) -> anyhow::Result<String> {
     kt_client::read_log_key(value).map_err(anyhow::Error::msg)
 }
 
-/// Fetches a witness's latest cosigned checkpoint (at most 64 KiB) over plain HTTP.
-async fn fetch_witness_checkpoint(url: &str) -> anyhow::Result<Vec<u8>> {
-    let resp = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("fetching {url}: {e}"))?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "fetching {url}: HTTP {}",
-        resp.status()
-    );
-    let body = resp.bytes().await?;
-    anyhow::ensure!(body.len() <= 64 * 1024, "{url}: answer larger than 64 KiB");
-    Ok(body.to_vec())
+/// Largest witness checkpoint `kt check-witness` reads from a URL: a note with its log
+/// signature and cosignatures is a few hundred bytes.
+const WITNESS_NOTE_LIMIT: u64 = 64 * 1024;
+
+/// Fetches a witness's latest cosigned checkpoint over HTTP(S), bounded in bytes and time.
+/// The system's roots are trusted for an https:// witness (not --tls-ca, which is ktd's).
+async fn fetch_witness_checkpoint(cli: &Cli, url: &str) -> anyhow::Result<Vec<u8>> {
+    let limits = kt_client::http::HttpLimits::new(WITNESS_NOTE_LIMIT)
+        .with_timeout(std::time::Duration::from_secs(cli.http_timeout));
+    let client = kt_client::TlsOptions::default().http_client(limits.client_builder())?;
+    kt_client::http::get_bounded(&client, url, &limits)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!("GET {url}: HTTP 404 (has the witness cosigned anything yet?)")
+        })
 }
 
 /// The witness policy and freshness bound of the flags.
@@ -287,6 +316,7 @@ fn policy(cli: &Cli) -> anyhow::Result<kt_client::Policy> {
     Ok(kt_client::Policy {
         witnesses,
         max_age: cli.max_age.map(std::time::Duration::from_secs),
+        max_ahead: std::time::Duration::from_secs(cli.max_ahead),
         quorum_wait: std::time::Duration::from_secs(cli.quorum_wait),
     })
 }
@@ -406,7 +436,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             let bytes = if note == "-" {
                 read_payload(note)?
             } else if note.starts_with("http://") || note.starts_with("https://") {
-                fetch_witness_checkpoint(note).await?
+                fetch_witness_checkpoint(cli, note).await?
             } else {
                 std::fs::read(note).map_err(|e| anyhow::anyhow!("{note}: {e}"))?
             };
