@@ -190,6 +190,22 @@ async fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_VIOLATION)
         }
+        Err(Failure::BadChain(e)) => {
+            eprintln!("kt: REFUSED: {e}");
+            eprintln!("kt: the trusted state was not changed. The chain was to link these signed checkpoints (keep them):");
+            if let ClientError::BadChain { notes, .. } = &e {
+                let out = json!({
+                    "kind": "bad-chain",
+                    "detail": e.to_string(),
+                    "checkpoint_notes": notes,
+                });
+                say!(
+                    "{}",
+                    serde_json::to_string_pretty(&out).expect("serializable")
+                );
+            }
+            ExitCode::from(EXIT_VIOLATION)
+        }
         // Already reported by the monitor.
         Err(Failure::Alert) => ExitCode::from(EXIT_VIOLATION),
         Err(Failure::Other(e)) => {
@@ -203,6 +219,8 @@ enum Failure {
     Violation(Box<kt_core::trust::Violation>),
     /// A directory or message answer that does not verify against its checkpoint.
     Answer(Box<BadAnswer>),
+    /// A chain of checkpoint bodies that does not link ([`ClientError::BadChain`]).
+    BadChain(ClientError),
     /// The owner's monitor raised versions this device did not make (already printed).
     Alert,
     Other(anyhow::Error),
@@ -213,6 +231,7 @@ impl From<ClientError> for Failure {
         match e {
             ClientError::Violation(v) => Failure::Violation(v),
             ClientError::Answer(bad) => Failure::Answer(bad),
+            bad @ ClientError::BadChain { .. } => Failure::BadChain(bad),
             other => Failure::Other(other.into()),
         }
     }
