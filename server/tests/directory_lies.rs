@@ -549,6 +549,25 @@ impl Directory for Liar {
                     })
                     .await?
                     .into_inner();
+                // The entry's inclusion proof against the forged checkpoint's tree (the log is
+                // the same; only the map line is not).
+                let size = kt_core::checkpoint::Checkpoint::parse_body(
+                    &String::from_utf8(note_body(&note)).unwrap(),
+                )
+                .unwrap()
+                .size;
+                if let Some(entry) = resp.entry.as_mut() {
+                    entry.inclusion_proof = self
+                        .log
+                        .clone()
+                        .get_inclusion_proof(GetInclusionProofRequest {
+                            index: entry.index,
+                            tree_size: size,
+                        })
+                        .await?
+                        .into_inner()
+                        .hashes;
+                }
                 resp.checkpoint = Some(kt_proto::v1::Checkpoint { note });
                 resp
             }
