@@ -389,12 +389,13 @@ pub fn verify_chain(
             Err(w.equivocation().into())
         };
     }
-    // Authenticate from the top down: the body of epoch e is the one epoch e + 1 names.
-    let mut bodies = Vec::with_capacity(chain.len());
-    let mut named = newer.prev;
+    // From the top down: the body of epoch e must be the one epoch e + 1 names (then the newer
+    // checkpoint's signature covers it), and epoch e + 1 must follow it by the chain rule. Only
+    // the body above is kept, so the check needs no memory beyond the chain itself.
+    let mut above = newer.clone();
     for (i, body) in chain.iter().enumerate().rev() {
         let epoch = older.epoch + i as u64;
-        if sha256(body.as_bytes()) != named {
+        if sha256(body.as_bytes()) != above.prev {
             return Err(BadChain::NotNamed { epoch }.into());
         }
         let cp = Checkpoint::parse_body(body).map_err(|e: CheckpointError| {
@@ -403,15 +404,11 @@ pub fn verify_chain(
                 epoch + 1
             ))
         })?;
-        named = cp.prev;
-        bodies.push(cp);
+        above.follows(&cp).map_err(|e| w.link(above.epoch, e))?;
+        above = cp;
     }
-    bodies.reverse();
-    // Every body is now the log's word: the newer checkpoint's signature covers it.
-    for (prev, next) in bodies.iter().zip(bodies.iter().skip(1).chain([newer])) {
-        next.follows(prev).map_err(|e| w.link(next.epoch, e))?;
-    }
-    if bodies[0] != *older {
+    // `above` is now the body the newer checkpoint commits to for the older one's epoch.
+    if above != *older {
         return Err(w
             .fork(format!(
                 "epoch {} has a signed checkpoint other than the body that epoch {}'s checkpoint \
