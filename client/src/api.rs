@@ -8,8 +8,9 @@ use kt_core::note::NoteVerifier;
 use kt_proto::v1::log_client::LogClient as RpcClient;
 use kt_proto::v1::witnessing_client::WitnessingClient;
 use kt_proto::v1::{
-    AddCosignatureRequest, AppendRequest, GetCheckpointRequest, GetConsistencyProofRequest,
-    GetEntriesRequest, GetInclusionProofRequest, WatchCheckpointsRequest,
+    AddCosignatureRequest, AppendRequest, GetCheckpointBodiesRequest, GetCheckpointRequest,
+    GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
+    WatchCheckpointsRequest,
 };
 use kt_proto::{checkpoint_note, hashes_from_wire, AppendReceipt};
 use std::path::{Path, PathBuf};
@@ -213,6 +214,43 @@ impl LogApi {
             }
         }
         Ok(cp)
+    }
+
+    /// The checkpoint bodies of epochs `from..=to`, oldest first, in as many calls as the server's
+    /// page size needs. Checked here: the count, and that each is UTF-8; that they link is
+    /// `kt_core::trust::verify_chain`'s to check.
+    pub async fn checkpoint_bodies(&self, from: u64, to: u64) -> Result<Vec<String>, ClientError> {
+        let want = to.checked_sub(from).map_or(0, |n| n + 1);
+        let mut out = Vec::with_capacity(want.min(1 << 20) as usize);
+        while (out.len() as u64) < want {
+            let from_epoch = from + out.len() as u64;
+            let page = self
+                .rpc
+                .clone()
+                .get_checkpoint_bodies(GetCheckpointBodiesRequest {
+                    from_epoch,
+                    to_epoch: to,
+                })
+                .await?
+                .into_inner()
+                .bodies;
+            let left = want - out.len() as u64;
+            if page.is_empty() || page.len() as u64 > left {
+                return Err(ClientError::Unexpected(format!(
+                    "asked for the {left} checkpoint bodies of epochs {from_epoch}..={to}, got {}",
+                    page.len()
+                )));
+            }
+            for (i, body) in page.into_iter().enumerate() {
+                out.push(String::from_utf8(body).map_err(|_| {
+                    ClientError::Unexpected(format!(
+                        "the checkpoint body of epoch {} is not UTF-8",
+                        from_epoch + i as u64
+                    ))
+                })?);
+            }
+        }
+        Ok(out)
     }
 
     /// Appends a message-log record; the receipt is returned unverified (see

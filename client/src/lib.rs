@@ -35,7 +35,7 @@ use kt_core::entry::{Entry, EntryError, Namespace, Record};
 use kt_core::hash::{leaf_hash, Hash};
 use kt_core::merkle::{verify_inclusion, VerifyError};
 use kt_core::note::{Note, NoteError};
-use kt_core::trust::{self, Step, Violation};
+use kt_core::trust::{self, ChainRefusal, Step, Violation};
 use kt_proto::WireError;
 use thiserror::Error;
 
@@ -87,6 +87,21 @@ pub enum ClientError {
     WrongEntryCount { got: usize, want: usize },
     #[error(transparent)]
     State(#[from] StateError),
+    /// The checkpoint bodies served for a gap of epochs are not the ones the newer checkpoint's
+    /// `prev` links name (`kt_core::trust::verify_chain`): the server lied or broke, though
+    /// nothing is proven against the log. Like [`ClientError::Answer`], an honest server never
+    /// causes it; `kt` exits 3.
+    #[error(
+        "the server's checkpoint chain from epoch {from} to epoch {to} does not verify: {source}"
+    )]
+    BadChain {
+        from: u64,
+        to: u64,
+        /// The two signed checkpoint notes the chain was to link, older first.
+        notes: [String; 2],
+        #[source]
+        source: kt_core::trust::BadChain,
+    },
     /// A directory or message answer that does not verify against its (signed, trusted)
     /// checkpoint: the server lied or broke. Like a [`ClientError::Violation`], an honest server
     /// never causes it; `kt` exits 3.
@@ -164,7 +179,10 @@ impl ClientError {
     pub fn is_violation(&self) -> bool {
         matches!(
             self,
-            ClientError::Violation(_) | ClientError::Answer(_) | ClientError::FromTheFuture { .. }
+            ClientError::Violation(_)
+                | ClientError::Answer(_)
+                | ClientError::FromTheFuture { .. }
+                | ClientError::BadChain { .. }
         )
     }
 
@@ -425,6 +443,9 @@ impl LogClient {
             // trust. The trusted checkpoint must be a valid step from the older one.
             let proof = self.consistency(n.size, t.size).await?;
             trust::advance(&new, &trusted, &proof)?;
+            // What the answer says about epoch n is only as good as its map root: the trusted
+            // checkpoint must commit to this very body, through the chain of `prev` links.
+            self.check_chain(&trusted, &new).await?;
             return Ok(Pending {
                 refresh: Refresh::Unchanged(trusted),
                 store: false,
@@ -442,14 +463,52 @@ impl LogClient {
                 store: false,
                 checked,
             },
-            Step::Advanced(next) => Pending {
-                refresh: Refresh::Advanced {
-                    from: trusted,
-                    to: next,
-                },
-                store: true,
-                checked,
-            },
+            Step::Advanced(next) => {
+                // A jump over epochs the client never saw: their bodies must link too.
+                self.check_chain(&trusted, &next).await?;
+                Pending {
+                    refresh: Refresh::Advanced {
+                        from: trusted,
+                        to: next,
+                    },
+                    store: true,
+                    checked,
+                }
+            }
+        })
+    }
+
+    /// Checks the `prev` links between two checkpoints of the log more than one epoch apart
+    /// (`docs/protocol.md` §6): fetches the bodies of the epochs from the older one's up to the
+    /// one before the newer one's and verifies them with [`trust::verify_chain`]. Nothing to do
+    /// for the same or consecutive epochs ([`trust::advance`] checks those). Either may be the
+    /// trusted one; it only names the notes in the evidence. Log consistency is the caller's.
+    pub async fn check_chain(
+        &self,
+        trusted: &SignedCheckpoint,
+        other: &SignedCheckpoint,
+    ) -> Result<(), ClientError> {
+        let (a, b) = (trusted.checkpoint().epoch, other.checkpoint().epoch);
+        let (older, newer) = (a.min(b), a.max(b));
+        if newer - older < 2 {
+            return Ok(());
+        }
+        let chain = self.api.checkpoint_bodies(older, newer - 1).await?;
+        trust::verify_chain(trusted, other, &chain).map_err(|e| match e {
+            ChainRefusal::Violation(v) => v.into(),
+            ChainRefusal::BadChain(source) => {
+                let notes = if a < b {
+                    [trusted.note().to_owned(), other.note().to_owned()]
+                } else {
+                    [other.note().to_owned(), trusted.note().to_owned()]
+                };
+                ClientError::BadChain {
+                    from: older,
+                    to: newer,
+                    notes,
+                    source,
+                }
+            }
         })
     }
 

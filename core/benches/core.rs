@@ -1,6 +1,6 @@
 //! The hot paths of the protocol, one group each: log hashing, log proofs, the map (update per
-//! key and proofs), user signatures (and Ed25519 in batches), checkpoints, VRF labels, and the
-//! whole client check of one lookup answer.
+//! key and proofs), user signatures (and Ed25519 in batches), checkpoints, VRF labels, the
+//! whole client check of one lookup answer, and the chain checked across a gap of epochs.
 //!
 //! `cargo bench -p kt-core --bench core` (see docs/performance.md). Under `cargo test` (which
 //! `make test` runs with `--all-targets`) every benchmark runs once on small inputs, so the
@@ -405,6 +405,64 @@ fn lookup_answer(c: &mut Criterion) {
     g.finish();
 }
 
+/// The chain a client checks across a gap of epochs (`trust::verify_chain`): `n` bodies between
+/// two signed checkpoints, as a week offline at 500 ms epochs makes 1.2 M of them. Prints the
+/// bytes each gap costs on the wire.
+fn epoch_gaps(c: &mut Criterion) {
+    let signer = NoteSigner::from_seed(KeyName::new("bench.keytrail/log").unwrap(), [4; 32]);
+    let sizes: &[u64] = if benchmarking() {
+        &[10, 1_000, 100_000]
+    } else {
+        &[10, 1_000]
+    };
+    let mut g = c.benchmark_group("epoch-gaps");
+    g.sample_size(10);
+    for &n in sizes {
+        // Epochs 1_000_000 .. +n+1 of a busy log: the older and newer checkpoints are signed, the
+        // n bodies from the older one's epoch up to the one before the newer one's are served.
+        let mut cp = Checkpoint {
+            origin: "bench.keytrail/log".into(),
+            size: 123_456_789,
+            root: [1; 32],
+            epoch: 1_000_000,
+            map_root: [2; 32],
+            prev: [3; 32],
+            time_ms: 1_800_000_000_000,
+        };
+        let older = SignedCheckpoint::sign(cp.clone(), &signer).unwrap();
+        let mut chain = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            chain.push(cp.body());
+            cp = Checkpoint {
+                size: cp.size + 7,
+                root: sha256(&cp.root),
+                epoch: cp.epoch + 1,
+                map_root: sha256(&cp.map_root),
+                prev: cp.body_hash(),
+                time_ms: cp.time_ms + 500,
+                ..cp
+            };
+        }
+        let newer = SignedCheckpoint::sign(cp, &signer).unwrap();
+        let body_bytes: usize = chain.iter().map(String::len).sum();
+        // On the wire: each body a protobuf length-delimited field (a tag byte and a 2-byte
+        // length), in pages of 1,000, each page a gRPC message (5-byte prefix).
+        let pages = n.div_ceil(1_000) as usize;
+        let wire = body_bytes + 3 * chain.len() + 5 * pages;
+        eprintln!(
+            "epoch gap of {n}: bodies {body_bytes} B ({} B each), on the wire {wire} B in \
+             {pages} page(s); signed note {} B",
+            body_bytes / chain.len(),
+            newer.note().len()
+        );
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(BenchmarkId::new("verify chain", n), |b| {
+            b.iter(|| kt_core::trust::verify_chain(&older, &newer, black_box(&chain)).unwrap())
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     log_hashing,
@@ -413,6 +471,7 @@ criterion_group!(
     signatures,
     checkpoints,
     vrf,
-    lookup_answer
+    lookup_answer,
+    epoch_gaps
 );
 criterion_main!(benches);

@@ -2,8 +2,11 @@
 //!
 //! A verifier keeps the last checkpoint it accepted and replaces it only after checking that the
 //! new one extends it: same log, no rollback, an append-only tree (consistency proof), a clock
-//! that does not go backwards and, for consecutive epochs, an intact `prev` link. Every refusal is
-//! a [`Violation`] carrying [`Evidence`] that anyone can re-check with the log's public key.
+//! that does not go backwards and, for consecutive epochs, an intact `prev` link. Across a gap of
+//! epochs (a jump forward, or a checkpoint of an older epoch) [`verify_chain`] checks the bodies
+//! of the epochs in between: the newer checkpoint's `prev` links name them one by one, down to
+//! the older checkpoint. Every refusal is a [`Violation`] carrying [`Evidence`] that anyone can
+//! re-check with the log's public key.
 //!
 //! What the evidence proves: two signed checkpoints of one epoch with different bodies, a signed
 //! rollback, a broken link or a clock going backwards are conclusive on their own. A [`Fork`]
@@ -19,8 +22,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{ChainError, Checkpoint, SignedCheckpoint};
-use crate::hash::Hash;
+use crate::checkpoint::{ChainError, Checkpoint, CheckpointError, SignedCheckpoint};
+use crate::hash::{sha256, Hash};
 use crate::merkle::verify_consistency;
 
 /// Everything needed to show a violation to a third party: both signed notes and the proof.
@@ -36,6 +39,13 @@ pub struct Evidence {
     pub new_note: String,
     /// The consistency proof that came with the new checkpoint, base64 hashes.
     pub consistency_proof: Vec<String>,
+    /// For a violation found by [`verify_chain`]: the checkpoint bodies of the epochs from the
+    /// older note's epoch up to the one before the newer note's, oldest first, exactly as the
+    /// newer note's `prev` links name them (the newer note names the last one, each body names
+    /// the one before it). The first is the body the newer note commits to for the older note's
+    /// epoch. Absent (empty) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
 }
 
 impl fmt::Display for Evidence {
@@ -76,6 +86,31 @@ impl Violation {
     }
 }
 
+/// A chain of checkpoint bodies that cannot be checked because of the answer, not the log: the
+/// bodies served are not the ones the newer checkpoint's `prev` links name (whoever served them
+/// lied or broke; an honest server never does). It proves nothing against the log: refuse it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadChain {
+    #[error("the chain from epoch {from} to epoch {to} has {want} bodies, the answer {got}")]
+    Length {
+        from: u64,
+        to: u64,
+        want: u64,
+        got: u64,
+    },
+    #[error("the body served for epoch {epoch} is not the one epoch {} names as its predecessor", .epoch + 1)]
+    NotNamed { epoch: u64 },
+}
+
+/// Why [`verify_chain`] refused: a provable [`Violation`] of the log, or a [`BadChain`] answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainRefusal {
+    #[error(transparent)]
+    Violation(#[from] Violation),
+    #[error("bad checkpoint chain: {0}")]
+    BadChain(#[from] BadChain),
+}
+
 /// Result of a successful [`advance`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -85,11 +120,12 @@ pub enum Step {
     Advanced(SignedCheckpoint),
 }
 
-/// Builds violations that all carry the same two notes and proof.
+/// Builds violations that all carry the same two notes, proof and chain.
 struct Witness<'a> {
     trusted: &'a SignedCheckpoint,
     new: &'a SignedCheckpoint,
     proof: &'a [Hash],
+    chain: &'a [String],
 }
 
 impl Witness<'_> {
@@ -100,6 +136,7 @@ impl Witness<'_> {
             trusted_note: self.trusted.note().to_owned(),
             new_note: self.new.note().to_owned(),
             consistency_proof: self.proof.iter().map(|h| BASE64.encode(h)).collect(),
+            chain: self.chain.to_vec(),
         })
     }
 
@@ -120,6 +157,23 @@ impl Witness<'_> {
         self.fork(format!(
             "two different signed checkpoints for epoch {epoch}"
         ))
+    }
+
+    /// The violation of the link from epoch `epoch - 1` to `epoch` inside a chain, by
+    /// [`Checkpoint::follows`].
+    fn link(&self, epoch: u64, e: ChainError) -> Violation {
+        let detail = format!("epoch {epoch} in the chain: {e}");
+        match e {
+            ChainError::OriginChanged { .. } => {
+                Violation::WrongOrigin(self.evidence("wrong-origin", detail))
+            }
+            ChainError::EpochNotNext { prev, next } if next < prev => self.rollback(detail),
+            ChainError::EpochNotNext { .. } | ChainError::PrevMismatch => self.broken_chain(detail),
+            ChainError::SizeDecreased { .. } => self.rollback(detail),
+            ChainError::TimeWentBackwards { .. } => {
+                Violation::TimeWentBackwards(self.evidence("time-went-backwards", detail))
+            }
+        }
     }
 
     fn rollback(&self, detail: String) -> Violation {
@@ -153,6 +207,10 @@ impl Witness<'_> {
 /// - higher epoch: the proof must verify ([`Violation::Fork`]), the time must not go back
 ///   ([`Violation::TimeWentBackwards`]) and, for the very next epoch, `prev` must be the trusted
 ///   body's hash ([`Violation::BrokenChain`]).
+///
+/// Across a gap of more than one epoch the `prev` links in between are not checked here: the
+/// caller checks them with [`verify_chain`] before it trusts `new` (or, for an older `new`,
+/// anything under it).
 pub fn advance(
     trusted: &SignedCheckpoint,
     new: &SignedCheckpoint,
@@ -162,6 +220,7 @@ pub fn advance(
         trusted,
         new,
         proof: consistency,
+        chain: &[],
     };
     let (t, n) = (trusted.checkpoint(), new.checkpoint());
     if t.origin != n.origin {
@@ -231,6 +290,7 @@ pub fn check_link(prev: &SignedCheckpoint, next: &SignedCheckpoint) -> Result<()
         trusted: prev,
         new: next,
         proof: &[],
+        chain: &[],
     };
     let (p, n) = (prev.checkpoint(), next.checkpoint());
     if p.origin == n.origin && p.epoch == n.epoch {
@@ -356,8 +416,90 @@ pub fn proof_needed(
             trusted: older,
             new: newer,
             proof: &[],
+            chain: &[],
         };
         return Err(w.time_went_backwards());
     }
     Ok(Some((o.size, n.size)))
+}
+/// Checks that two signed checkpoints of one log are linked by an unbroken chain of `prev`
+/// hashes: `chain` holds the bodies of the epochs from the older one's epoch up to the one before
+/// the newer one's, oldest first, as served (see [`Evidence::chain`]). Use it for any gap; for
+/// consecutive epochs (`chain` is then the older body alone) [`advance`] already checks the link.
+/// Either checkpoint may be the trusted one: the roles only decide which note the evidence
+/// calls trusted. Log consistency is [`advance`]'s.
+///
+/// The bodies need no signatures: starting from the newer checkpoint, each must hash to the
+/// `prev` its successor names, so the newer checkpoint's signature covers all of them. A body that
+/// does not is the answer's fault ([`BadChain`]). Once the bodies are authenticated, each must
+/// follow the one before by [`Checkpoint::follows`] (same origin, consecutive epochs, tree size
+/// and time not going down), and the first must be the older checkpoint's body: anything else
+/// is a [`Violation`] whose [`Evidence`] holds both notes and the chain. In particular, an older
+/// signed checkpoint whose body is not the one the newer checkpoint commits to for that epoch is
+/// a [`Violation::Fork`].
+pub fn verify_chain(
+    trusted: &SignedCheckpoint,
+    new: &SignedCheckpoint,
+    chain: &[String],
+) -> Result<(), ChainRefusal> {
+    let w = Witness {
+        trusted,
+        new,
+        proof: &[],
+        chain,
+    };
+    let (older, newer) = if new.checkpoint().epoch < trusted.checkpoint().epoch {
+        (new.checkpoint(), trusted.checkpoint())
+    } else {
+        (trusted.checkpoint(), new.checkpoint())
+    };
+    if older.origin != newer.origin {
+        return Err(w.wrong_origin().into());
+    }
+    let want = newer.epoch - older.epoch;
+    if chain.len() as u64 != want {
+        return Err(BadChain::Length {
+            from: older.epoch,
+            to: newer.epoch,
+            want,
+            got: chain.len() as u64,
+        }
+        .into());
+    }
+    if want == 0 {
+        return if older == newer {
+            Ok(())
+        } else {
+            Err(w.equivocation().into())
+        };
+    }
+    // From the top down: the body of epoch e must be the one epoch e + 1 names (then the newer
+    // checkpoint's signature covers it), and epoch e + 1 must follow it by the chain rule. Only
+    // the body above is kept, so the check needs no memory beyond the chain itself.
+    let mut above = newer.clone();
+    for (i, body) in chain.iter().enumerate().rev() {
+        let epoch = older.epoch + i as u64;
+        if sha256(body.as_bytes()) != above.prev {
+            return Err(BadChain::NotNamed { epoch }.into());
+        }
+        let cp = Checkpoint::parse_body(body).map_err(|e: CheckpointError| {
+            w.broken_chain(format!(
+                "epoch {} names as its predecessor a body that is not a checkpoint: {e}",
+                epoch + 1
+            ))
+        })?;
+        above.follows(&cp).map_err(|e| w.link(above.epoch, e))?;
+        above = cp;
+    }
+    // `above` is now the body the newer checkpoint commits to for the older one's epoch.
+    if above != *older {
+        return Err(w
+            .fork(format!(
+                "epoch {} has a signed checkpoint other than the body that epoch {}'s checkpoint \
+                 commits to through the chain of prev links",
+                older.epoch, newer.epoch,
+            ))
+            .into());
+    }
+    Ok(())
 }

@@ -3,7 +3,9 @@
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::hash::{empty_root, leaf_hash, node_hash, Hash};
 use kt_core::note::{sign_note, KeyName, NoteSigner};
-use kt_core::trust::{advance, check_link, Step, TrustedState, Violation};
+use kt_core::trust::{
+    advance, check_link, verify_chain, BadChain, ChainRefusal, Step, TrustedState, Violation,
+};
 use proptest::prelude::*;
 
 const ORIGIN: &str = "keytrail.example/log";
@@ -382,6 +384,153 @@ fn violation_display_is_short_and_lowercase() {
     let msg = v.to_string();
     assert!(msg.starts_with("rollback: "), "{msg}");
     assert!(!msg.contains('\n'));
+}
+
+// --- chains across gaps (verify_chain) ------------------------------------------------------
+
+/// The bodies of epochs `from..to`, as a server serves them.
+fn bodies(log: &Log, from: usize, to: usize) -> Vec<String> {
+    (from..to).map(|e| log.at(e).checkpoint().body()).collect()
+}
+
+fn violation_of(r: Result<(), ChainRefusal>) -> Violation {
+    match r {
+        Err(ChainRefusal::Violation(v)) => v,
+        other => panic!("expected a violation, got {other:?}"),
+    }
+}
+
+#[test]
+fn honest_chains_verify_both_ways() {
+    let log = honest_log();
+    for i in 0..log.chain.len() {
+        for j in i..log.chain.len() {
+            let (older, newer) = (log.at(i), log.at(j));
+            let chain = bodies(&log, i, j);
+            // A forward jump (the older is trusted) and a past checkpoint (the newer is).
+            assert_eq!(verify_chain(older, newer, &chain), Ok(()));
+            assert_eq!(verify_chain(newer, older, &chain), Ok(()));
+        }
+    }
+}
+
+/// The attack: trusted epoch 4; a second signed body for epoch 2, same size, root, prev
+/// and time, epoch 1's map root. `advance` (the consistency proof) passes; the chain does not.
+#[test]
+fn second_body_for_a_past_epoch_is_a_fork_against_the_chain() {
+    let log = honest_log();
+    let trusted = log.at(4);
+    let mut body = log.at(2).checkpoint().clone();
+    body.map_root = log.at(1).checkpoint().map_root;
+    let forged = log.sign(body);
+    assert!(advance(&forged, trusted, &log.proof(&forged, trusted)).is_ok());
+
+    let chain = bodies(&log, 2, 4);
+    let v = violation_of(verify_chain(trusted, &forged, &chain));
+    assert!(matches!(v, Violation::Fork(_)), "{v}");
+    assert_evidence(&v, "fork", trusted, &forged);
+    assert_eq!(v.evidence().chain, chain);
+    assert!(v.evidence().detail.contains("epoch 2"), "{v}");
+    // The evidence file keeps the chain.
+    let json = serde_json::to_value(v.evidence()).unwrap();
+    assert_eq!(json["chain"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn forward_jump_to_a_chain_that_forks_below_it() {
+    let log = honest_log();
+    // The log rewrites epoch 1 (another map root) and re-links 2..5 on top of it.
+    let mut forged = Log {
+        key: NoteSigner::from_seed(KeyName::new(ORIGIN).unwrap(), [1; 32]),
+        leaves: log.leaves.clone(),
+        chain: vec![log.at(0).clone()],
+    };
+    let mut one = log.at(1).checkpoint().clone();
+    one.map_root = [0xee; 32];
+    let one = forged.sign(one);
+    forged.chain.push(one);
+    for size in [3, 3, 7, 8] {
+        forged.grow(size);
+    }
+    let (trusted, new) = (log.at(1), forged.at(5));
+    assert!(advance(trusted, new, &log.proof(trusted, new)).is_ok());
+    let chain = bodies(&forged, 1, 5);
+    let v = violation_of(verify_chain(trusted, new, &chain));
+    assert!(matches!(v, Violation::Fork(_)), "{v}");
+    assert_evidence(&v, "fork", trusted, new);
+}
+
+#[test]
+fn bodies_not_named_by_the_newer_checkpoint_are_the_answers_fault() {
+    let log = honest_log();
+    let (trusted, new) = (log.at(1), log.at(5));
+    // A middle body replaced (here by a re-linked forgery): it is not the one epoch 4 names.
+    let mut chain = bodies(&log, 1, 5);
+    let mut three = log.at(3).checkpoint().clone();
+    three.prev = [0; 32];
+    chain[2] = three.body();
+    assert_eq!(
+        verify_chain(trusted, new, &chain),
+        Err(ChainRefusal::BadChain(BadChain::NotNamed { epoch: 3 }))
+    );
+    // Wrong count; garbage.
+    let short = bodies(&log, 2, 5);
+    assert!(matches!(
+        verify_chain(trusted, new, &short),
+        Err(ChainRefusal::BadChain(BadChain::Length {
+            want: 4,
+            got: 3,
+            ..
+        }))
+    ));
+    let mut garbage = bodies(&log, 1, 5);
+    garbage[3] = "not a checkpoint\n".into();
+    assert_eq!(
+        verify_chain(trusted, new, &garbage),
+        Err(ChainRefusal::BadChain(BadChain::NotNamed { epoch: 4 }))
+    );
+}
+
+/// A log that signs a chain whose links hold but whose rules do not: the newer checkpoint vouches
+/// for every body, so a smaller tree or an earlier time inside it is the log's violation.
+#[test]
+fn rules_broken_inside_an_authenticated_chain_are_violations() {
+    for (kind, edit) in [
+        (
+            "rollback",
+            (|cp: &mut Checkpoint| cp.size = 2) as fn(&mut Checkpoint),
+        ),
+        ("time-went-backwards", |cp: &mut Checkpoint| cp.time_ms = 0),
+    ] {
+        let log = honest_log();
+        let mut bad = Log {
+            key: NoteSigner::from_seed(KeyName::new(ORIGIN).unwrap(), [1; 32]),
+            leaves: log.leaves.clone(),
+            chain: log.chain[..3].to_vec(),
+        };
+        let mut three = bad.next(7);
+        edit(&mut three);
+        let three = bad.sign(three);
+        bad.chain.push(three);
+        bad.grow(8);
+        bad.grow(13);
+        let (trusted, new) = (log.at(1), bad.at(5));
+        let v = violation_of(verify_chain(trusted, new, &bodies(&bad, 1, 5)));
+        assert_eq!(v.evidence().kind, kind, "{v}");
+        assert!(v.evidence().detail.contains("epoch"), "{v}");
+        assert_eq!(v.evidence().chain.len(), 4);
+    }
+}
+
+#[test]
+fn a_chain_between_two_logs_is_wrong_origin() {
+    let log = honest_log();
+    let mut other = Log::new("other.example/log", 2);
+    for size in [3, 3, 7, 8, 13] {
+        other.grow(size);
+    }
+    let v = violation_of(verify_chain(log.at(1), other.at(5), &bodies(&other, 1, 5)));
+    assert!(matches!(v, Violation::WrongOrigin(_)), "{v}");
 }
 
 proptest! {

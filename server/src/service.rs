@@ -11,9 +11,10 @@ use kt_core::merkle;
 use kt_proto::v1::log_server::Log;
 use kt_proto::v1::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, Checkpoint,
-    GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
-    GetConsistencyProofResponse, GetEntriesRequest, GetInclusionProofRequest,
-    GetInclusionProofResponse, LogEntry, WatchCheckpointsRequest,
+    GetCheckpointBodiesRequest, GetCheckpointBodiesResponse, GetCheckpointRequest,
+    GetCheckpointResponse, GetConsistencyProofRequest, GetConsistencyProofResponse,
+    GetEntriesRequest, GetInclusionProofRequest, GetInclusionProofResponse, LogEntry,
+    WatchCheckpointsRequest,
 };
 use kt_proto::{hashes_to_wire, AppendReceipt};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -30,6 +31,10 @@ use crate::witnessing::Cosigned;
 pub const MAX_BATCH_RECORDS: usize = 1_000;
 /// Most entries one `GetEntries` call returns.
 pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
+/// Most checkpoint bodies one `GetCheckpointBodies` call returns (about 210 KB at 1,000).
+pub const MAX_BODIES_PER_CALL: u64 = 1_000;
+/// A `GetCheckpointBodies` answer stops once its bodies pass this many bytes (long origins).
+const MAX_BODY_BYTES_PER_CALL: usize = 1024 * 1024;
 /// Entries are read from storage and sent in chunks of this many.
 const ENTRY_CHUNK: u64 = 256;
 /// Messages buffered per server stream; a slow reader waits here without holding anything else.
@@ -228,6 +233,47 @@ impl Log for LogService {
         Ok(Response::new(GetCheckpointResponse {
             checkpoint: Some(checkpoint),
         }))
+    }
+
+    async fn get_checkpoint_bodies(
+        &self,
+        request: Request<GetCheckpointBodiesRequest>,
+    ) -> Result<Response<GetCheckpointBodiesResponse>, Status> {
+        let GetCheckpointBodiesRequest {
+            from_epoch,
+            to_epoch,
+        } = *request.get_ref();
+        if from_epoch > to_epoch {
+            return Err(ApiError::InvalidArgument(format!(
+                "from_epoch {from_epoch} is after to_epoch {to_epoch}"
+            ))
+            .into());
+        }
+        let latest = self.latest().checkpoint().epoch;
+        if to_epoch > latest {
+            return Err(ApiError::OutOfRange(format!(
+                "to_epoch {to_epoch} is beyond the latest epoch {latest}"
+            ))
+            .into());
+        }
+        let notes = self
+            .storage
+            .log_checkpoints(
+                from_epoch,
+                to_epoch,
+                MAX_BODIES_PER_CALL as usize,
+                MAX_BODY_BYTES_PER_CALL,
+            )
+            .map_err(ApiError::from)?;
+        let bodies = notes
+            .iter()
+            .map(|note| {
+                kt_core::note::Note::parse(note)
+                    .map(|n| n.text().as_bytes().to_vec())
+                    .map_err(|e| ApiError::Internal(format!("a stored checkpoint: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(GetCheckpointBodiesResponse { bodies }))
     }
 
     async fn get_inclusion_proof(

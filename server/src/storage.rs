@@ -332,6 +332,42 @@ impl Storage {
         Ok(db.get_cf(db.cf(CF_CHECKPOINTS), u64_key(epoch))?)
     }
 
+    /// The signed notes (without cosignatures) of the epochs from `from` on, at most `max` of them
+    /// and at most `max_bytes` in all (at least one), stopping after `to`. The caller bounds
+    /// `to` by the latest epoch; a gap is corruption.
+    pub fn log_checkpoints(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        let mode = IteratorMode::From(&u64_key(from), Direction::Forward);
+        let db = self.db()?;
+        for item in db.iterator_cf(db.cf(CF_CHECKPOINTS), mode) {
+            let want = from + out.len() as u64;
+            if want > to || out.len() == max || (!out.is_empty() && bytes >= max_bytes) {
+                break;
+            }
+            let (k, v) = item?;
+            if *k != u64_key(want) {
+                return Err(StorageError::Corrupt(format!(
+                    "checkpoint of epoch {want} is missing"
+                )));
+            }
+            bytes += v.len();
+            out.push(v.to_vec());
+        }
+        if out.is_empty() {
+            return Err(StorageError::Corrupt(format!(
+                "checkpoint of epoch {from} is missing"
+            )));
+        }
+        Ok(out)
+    }
+
     /// The cosignature lines stored for `epoch` (without final newlines), by witness key id.
     pub fn cosignatures(&self, epoch: u64) -> Result<Vec<String>, StorageError> {
         let prefix = u64_key(epoch);

@@ -14,7 +14,9 @@
 //! | (b) a version hidden from history | `HistoryLength` / `HistoryGap` | refuses the history (exit 3) | log is honest: clean |
 //! | (c) a stale map: an old epoch's answer as the latest | `Violation::Rollback` | – | log is honest |
 //! | (c) a stale map: the latest checkpoint with an old proof | `AnswerError::MapProof(RootMismatch)` | – | log is honest |
-//! | (c') a stale map signed into the checkpoints, after the owner's rotation was receipted | fooled | ALERT: ROLLED BACK, `rolled-back` (exit 3) | `map-root-mismatch` |
+//! | (c') a stale map signed into the checkpoints, after the owner's rotation was receipted | fooled | with the receipt's checkpoint trusted: `fork` against the chain (exit 3); without: ALERT: ROLLED BACK, `rolled-back` (exit 3) | `map-root-mismatch` |
+//! | a second signed body for a past epoch, answering a lookup at that epoch | `Violation::Fork` against the chain of `prev` links, with both notes and the chain | – | – |
+//! | a forward jump over a broken `prev` link | `ClientError::BadChain` (exit 3); a chain forged down to a second body of the trusted epoch: `Violation::Fork` | – | – |
 //! | (d) a lookup at epoch E answered with epoch E' | `ClientError::Unexpected`; or E's checkpoint with E''s proof: `MapProof(RootMismatch)` | – | log is honest |
 //! | (e) two users shown different keys (two views of one log) | `Violation::Fork` (equivocation) once a client meets the other view | `Violation::Fork` likewise | each view alone: clean; carried-over state: `fork` |
 //! | (f) a key update dated far from its epoch (`time_ms = 0`), in the log | fooled: `history` shows 1970 | – | `directory-rule` / `update-time` |
@@ -37,10 +39,10 @@
 //!   clients that never meet are only protected once witnesses cosign checkpoints (a later
 //!   issue): a client that requires the cosignatures of witnesses who refuse to sign two
 //!   checkpoints for one epoch cannot be shown a second view at all. In (c') the owner's device
-//!   meets one view only for its rotation's receipt; the other view is two empty epochs longer,
-//!   so the device, which trusts the receipt's checkpoint, is never shown that view's epoch right
-//!   after it (whose `prev` would not match), and what the device keeps from the receipt is what
-//!   catches the stale map.
+//!   meets one view only for its rotation's receipt; the other view is two empty epochs longer.
+//!   The device, which trusts the receipt's checkpoint, checks the chain of `prev` links across
+//!   the gap and finds the other view's body for that epoch; a device without that state is
+//!   caught by what it keeps from the receipt in its key file.
 
 mod common;
 
@@ -65,7 +67,8 @@ use kt_proto::v1::directory_server::{Directory, DirectoryServer};
 use kt_proto::v1::log_client::LogClient as LogUpstream;
 use kt_proto::v1::log_server::{Log, LogServer};
 use kt_proto::v1::{
-    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse, GetCheckpointRequest,
+    AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse,
+    GetCheckpointBodiesRequest, GetCheckpointBodiesResponse, GetCheckpointRequest,
     GetCheckpointResponse, GetConsistencyProofRequest, GetConsistencyProofResponse,
     GetEntriesRequest, GetInclusionProofRequest, GetInclusionProofResponse, HistoryRequest,
     HistoryResponse, LogEntry, LookupRequest, LookupResponse, UpdateRequest, UpdateResponse,
@@ -309,6 +312,26 @@ enum Lie {
     /// Lookups and register receipts carry the VRF proof of this identifier in place of the one
     /// asked about.
     VrfProofOf(String),
+    /// Lookups at epoch `at` are answered as lookups at epoch `from` (map proof and entry), under
+    /// `note`: a second checkpoint the operator signed for epoch `at`.
+    ForgedPast {
+        at: u64,
+        from: u64,
+        note: Vec<u8>,
+    },
+    /// The log's checkpoints as the operator re-signed them from some epoch on: `GetCheckpoint`
+    /// and `GetCheckpointBodies` serve these notes (and their bodies) in place of the stored ones
+    /// of their epochs, and the last of them as the latest.
+    ForgedChain(std::collections::BTreeMap<u64, Vec<u8>>),
+}
+
+/// The body (signed text) of a checkpoint note.
+fn note_body(note: &[u8]) -> Vec<u8> {
+    kt_core::note::Note::parse(note)
+        .unwrap()
+        .text()
+        .as_bytes()
+        .to_vec()
 }
 
 #[derive(Clone)]
@@ -368,7 +391,35 @@ impl Log for Liar {
         &self,
         r: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
-        self.log.clone().get_checkpoint(r.into_inner()).await
+        let req = r.into_inner();
+        if let Lie::ForgedChain(forged) = self.lie() {
+            let note = match req.epoch {
+                None => forged.values().next_back(),
+                Some(epoch) => forged.get(&epoch),
+            };
+            if let Some(note) = note {
+                return Ok(Response::new(GetCheckpointResponse {
+                    checkpoint: Some(kt_proto::v1::Checkpoint { note: note.clone() }),
+                }));
+            }
+        }
+        self.log.clone().get_checkpoint(req).await
+    }
+
+    async fn get_checkpoint_bodies(
+        &self,
+        r: Request<GetCheckpointBodiesRequest>,
+    ) -> Result<Response<GetCheckpointBodiesResponse>, Status> {
+        let req = r.into_inner();
+        let mut resp = self.log.clone().get_checkpoint_bodies(req).await?;
+        if let Lie::ForgedChain(forged) = self.lie() {
+            for (i, body) in resp.get_mut().bodies.iter_mut().enumerate() {
+                if let Some(note) = forged.get(&(req.from_epoch + i as u64)) {
+                    *body = note_body(note);
+                }
+            }
+        }
+        Ok(resp)
     }
 
     async fn get_inclusion_proof(
@@ -489,6 +540,36 @@ impl Directory for Liar {
                     .await?
                     .into_inner()
                     .vrf_proof;
+                resp
+            }
+            Lie::ForgedPast { at, from, note } if req.epoch == Some(at) => {
+                let mut resp = up
+                    .lookup(LookupRequest {
+                        epoch: Some(from),
+                        ..req
+                    })
+                    .await?
+                    .into_inner();
+                // The entry's inclusion proof against the forged checkpoint's tree (the log is
+                // the same; only the map line is not).
+                let size = kt_core::checkpoint::Checkpoint::parse_body(
+                    &String::from_utf8(note_body(&note)).unwrap(),
+                )
+                .unwrap()
+                .size;
+                if let Some(entry) = resp.entry.as_mut() {
+                    entry.inclusion_proof = self
+                        .log
+                        .clone()
+                        .get_inclusion_proof(GetInclusionProofRequest {
+                            index: entry.index,
+                            tree_size: size,
+                        })
+                        .await?
+                        .into_inner()
+                        .hashes;
+                }
+                resp.checkpoint = Some(kt_proto::v1::Checkpoint { note });
                 resp
             }
             Lie::SwapEntry(bytes) => {
@@ -973,13 +1054,14 @@ async fn lookup_answered_for_another_epoch_is_refused_by_the_client() {
 /// confirmed (epoch and index). It keeps serving everyone else, and later Alice's monitor, from
 /// the original storage, where it logs the same rotation at the same index (so the log still
 /// extends what her device trusts) but keeps it out of the map (the checkpoint repeats the
-/// previous map root), two heartbeat epochs later, so that the chain she is shown never has to
-/// name the receipt's checkpoint as its predecessor. Every answer verifies against these
-/// checkpoints, so the looking-up client is fooled. The owner's monitor is not: the history it is
-/// proven ends at version 1, and version 2 was confirmed to this device; it raises a ROLLED BACK
-/// alert (exit 3), and again on the next run, after its trusted state has moved onto the
-/// operator's chain, since the evidence is in the key file. kt-audit, which recomputes the map
-/// from the log, catches it as a map-root mismatch.
+/// previous map root), two heartbeat epochs later. Every answer verifies against these
+/// checkpoints, so the looking-up client is fooled. Alice's device, still trusting the receipt's
+/// checkpoint, is not: the chain of `prev` links down from the view's latest checkpoint names
+/// another body for the receipt's epoch, a fork (exit 3). Nor is a device of hers that lost its
+/// trusted state: the history it is proven ends at version 1, and version 2 was confirmed to this
+/// device; its monitor raises a ROLLED BACK alert (exit 3), and again on the next run, since the
+/// evidence is in the key file. kt-audit, which recomputes the map from the log, catches it as a
+/// map-root mismatch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_map_in_signed_checkpoints_is_caught_by_the_owners_monitor_and_the_auditor() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1048,8 +1130,21 @@ async fn stale_map_in_signed_checkpoints_is_caught_by_the_owners_monitor_and_the
     assert_eq!(lookup.key(), Some(&old_key));
     assert_eq!(bob.history(ALICE).await.unwrap().versions.len(), 1);
 
-    // The owner's monitor: the history verifies, every version in it was made by this device,
-    // but the rotation it saw confirmed is gone.
+    // The owner's device still trusts the receipt's checkpoint: the jump from it to this view's
+    // latest fetches the chain in between, whose body for the receipt's epoch is another one
+    // (a heartbeat here). A fork, refused with the chain as evidence (exit 3).
+    let (code, out, _) = alice.monitor(&url, ALICE);
+    assert_eq!(code, Some(3));
+    assert_eq!(out["kind"], "fork", "{out}");
+    assert_eq!(
+        out["chain"].as_array().unwrap().len() as u64,
+        cp.epoch - confirmed_epoch
+    );
+
+    // A device that lost its trusted state (the key file restored from a backup) takes this view
+    // on first use. The owner's monitor: the history verifies, every version in it was made by
+    // this device, but the rotation it saw confirmed is gone.
+    std::fs::remove_file(&alice.state).unwrap();
     for run in ["first", "second"] {
         let (code, out, stderr) = alice.monitor(&url, ALICE);
         assert_eq!(code, Some(3), "{run} run");
@@ -1290,4 +1385,214 @@ async fn update_dated_far_from_its_checkpoint_is_caught_by_audit() {
     assert_eq!(opened.checkpoint().size, forged_index + 1);
     assert!(opened.checkpoint().time_ms > kt_core::directory::MAX_UPDATE_SKEW_MS);
     server.shutdown().await;
+/// Opens a checkpoint note of the test log (signature checked).
+fn open_note(key: &str, note: &str) -> kt_core::checkpoint::Checkpoint {
+    let verifier = NoteVerifier::parse(key).unwrap();
+    SignedCheckpoint::open(note.as_bytes(), common::ORIGIN, &verifier)
+        .unwrap()
+        .checkpoint()
+        .clone()
+}
+
+/// What a third party does with chain evidence: both notes verify under the log's key, and the
+/// chain is the one the newer note names, link by link down to the older note's epoch. Returns
+/// the body the newer note commits to for that epoch.
+fn recheck_chain_evidence(
+    key: &str,
+    e: &kt_core::trust::Evidence,
+) -> kt_core::checkpoint::Checkpoint {
+    let (a, b) = (open_note(key, &e.trusted_note), open_note(key, &e.new_note));
+    let (older, newer) = if a.epoch < b.epoch { (a, b) } else { (b, a) };
+    assert_eq!(e.chain.len() as u64, newer.epoch - older.epoch);
+    let mut named = newer.prev;
+    for body in e.chain.iter().rev() {
+        assert_eq!(kt_core::hash::sha256(body.as_bytes()), named);
+        named = kt_core::checkpoint::Checkpoint::parse_body(body)
+            .unwrap()
+            .prev;
+    }
+    let committed = kt_core::checkpoint::Checkpoint::parse_body(&e.chain[0]).unwrap();
+    assert_eq!(committed.epoch, older.epoch);
+    assert_ne!(
+        committed, older,
+        "the older note is not what the newer one commits to"
+    );
+    committed
+}
+
+/// Issue 18, finding 1 (past epochs). Bob trusts a checkpoint a few epochs after the one that
+/// holds Alice's version 2. The operator, holding the log's key, signs a second body for that
+/// epoch: the same size, root, prev and time, but the map root of the epoch before (Alice at
+/// version 1), and answers a lookup at that epoch under it. The consistency proof passes (the
+/// log is the same); the `prev` links from Bob's trusted checkpoint down to that epoch name the
+/// real body, so the client refuses: a fork, with both signed notes and the chain as evidence
+/// that a third party re-checks. `kt lookup --epoch` exits 3 with it. Honest past lookups pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_body_for_a_past_epoch_is_a_fork_against_the_chain() {
+    let s = Scene::new().await;
+    let mut bob = s.bob().await;
+    // Two more epochs: the trusted checkpoint is then at least three past version 2's.
+    for i in 0..2u8 {
+        bob.log_mut().append("chain", vec![i]).await.unwrap();
+    }
+    let at = s.epochs[1];
+    let trusted = bob.log_mut().refresh().await.unwrap().checkpoint().clone();
+    assert!(trusted.checkpoint().epoch >= at + 3);
+
+    // Honest past lookups verify their chain and pass.
+    for (v, epoch) in s.epochs.iter().enumerate() {
+        let lookup = bob.lookup(ALICE, Some(*epoch)).await.unwrap();
+        assert_eq!(lookup.current.unwrap().update.version(), v as u64 + 1);
+    }
+    let dave = Device::new(&s.dir, "dave");
+    dave.ok(&s.liar, &["lookup", ALICE]);
+    let honest = dave.ok(&s.liar, &["lookup", ALICE, "--epoch", &at.to_string()]);
+    assert_eq!(honest["current"]["version"], 2, "{honest}");
+
+    // The operator's second body for epoch `at`.
+    let signer = ktd::keys::load(&s.dir.join("db/log.key"), common::ORIGIN).unwrap();
+    let real = bob.log().api().checkpoint(Some(at)).await.unwrap();
+    let older = bob.log().api().checkpoint(Some(s.epochs[0])).await.unwrap();
+    let mut body = real.checkpoint().clone();
+    body.map_root = older.checkpoint().map_root;
+    let forged = SignedCheckpoint::sign(body, &signer).unwrap();
+    s.set(Lie::ForgedPast {
+        at,
+        from: s.epochs[0],
+        note: forged.note().as_bytes().to_vec(),
+    });
+
+    let before = trusted_note(&bob);
+    let v = violation(bob.lookup(ALICE, Some(at)).await.unwrap_err());
+    assert!(matches!(v, Violation::Fork(_)), "got {v}");
+    let evidence = v.evidence();
+    assert_eq!(evidence.kind, "fork");
+    assert_eq!(evidence.trusted_note, before);
+    assert_eq!(evidence.new_note, forged.note());
+    let committed = recheck_chain_evidence(&s.key, evidence);
+    assert_eq!(
+        &committed,
+        real.checkpoint(),
+        "the chain names the real body"
+    );
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    // `kt lookup --epoch`: refused, exit 3, the same evidence on stdout, state unchanged.
+    let dave_before = std::fs::read(&dave.state).unwrap();
+    let out = dave.kt(&s.liar, &["lookup", ALICE, "--epoch", &at.to_string()]);
+    assert_eq!(out.status.code(), Some(3));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "fork");
+    assert_eq!(json["new_note"], forged.note());
+    let chain = json["chain"].as_array().unwrap();
+    assert_eq!(chain[0], real.checkpoint().body().as_str());
+    assert_eq!(std::fs::read(&dave.state).unwrap(), dave_before);
+    s.server.shutdown().await;
+}
+
+/// Issue 18, finding 1 (forward jumps). Bob trusts epoch t; the log grows four epochs he does not
+/// see. The operator re-signs the newest epochs so that the one at t + 2 no longer names t + 1
+/// (and each later one names the forged one before it): the jump from t to the latest has a
+/// consistent log and a good signature, but the chain in between is broken. Refused (the bodies
+/// served are not the ones the signed checkpoint names), trusted state unchanged, `kt checkpoint`
+/// exits 3. A forged chain that reaches all the way down to a second body of epoch t is a fork
+/// with evidence. The honest chain passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_jump_over_a_broken_link_is_refused() {
+    let s = Scene::new().await;
+    let mut bob = s.bob().await;
+    let t = bob.log_mut().refresh().await.unwrap().checkpoint().clone();
+    let t_epoch = t.checkpoint().epoch;
+    let dave = Device::new(&s.dir, "dave");
+    assert_eq!(
+        dave.ok(&s.liar, &["checkpoint"])["checkpoint"]["epoch"],
+        t_epoch
+    );
+    let mut grower = client(
+        &common::grpc_url(&s.server),
+        &s.key,
+        s.dir.join("grower-state.json"),
+    )
+    .await;
+    for i in 0..4u8 {
+        grower.log_mut().append("chain", vec![i]).await.unwrap();
+    }
+    let n = grower.log().trusted().unwrap().checkpoint().epoch;
+    assert_eq!(n, t_epoch + 4);
+
+    // Re-signs epochs `from..=n` from the stored ones, the first with `prev` set by `first_prev`
+    // and `map` by `first_map`, each later one naming the forged one before it.
+    let signer = ktd::keys::load(&s.dir.join("db/log.key"), common::ORIGIN).unwrap();
+    let api = grower.log().api().clone();
+    let forge_from = |from: u64, first: fn(&mut kt_core::checkpoint::Checkpoint)| {
+        let (api, signer) = (api.clone(), &signer);
+        async move {
+            let mut forged = std::collections::BTreeMap::new();
+            let mut prev = None;
+            for e in from..=n {
+                let mut cp = api.checkpoint(Some(e)).await.unwrap().checkpoint().clone();
+                match prev {
+                    None => first(&mut cp),
+                    Some(h) => cp.prev = h,
+                }
+                prev = Some(cp.body_hash());
+                let note = SignedCheckpoint::sign(cp, signer).unwrap();
+                forged.insert(e, note.note().as_bytes().to_vec());
+            }
+            forged
+        }
+    };
+
+    // A middle link broken: epoch t + 2 names a body that is nowhere.
+    let broken = forge_from(t_epoch + 2, |cp| cp.prev = [0x42; 32]).await;
+    s.set(Lie::ForgedChain(broken.clone()));
+    let before = trusted_note(&bob);
+    match bob.log_mut().refresh().await.unwrap_err() {
+        ClientError::BadChain {
+            from,
+            to,
+            notes,
+            source,
+        } => {
+            assert_eq!((from, to), (t_epoch, n));
+            assert_eq!(
+                source,
+                kt_core::trust::BadChain::NotNamed { epoch: t_epoch + 1 }
+            );
+            assert_eq!(notes[0], before);
+            assert_eq!(notes[1].as_bytes(), &broken[&n][..]);
+        }
+        other => panic!("expected a refused chain, got {other}"),
+    }
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+    let dave_before = std::fs::read(&dave.state).unwrap();
+    let out = dave.kt(&s.liar, &["checkpoint"]);
+    assert_eq!(out.status.code(), Some(3));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "bad-chain");
+    assert_eq!(std::fs::read(&dave.state).unwrap(), dave_before);
+
+    // A chain forged down to epoch t itself (another map root there): every body is the one the
+    // forged latest names, and the first is not the checkpoint Bob trusts. A fork, provable.
+    let fork = forge_from(t_epoch, |cp| cp.map_root = [0x66; 32]).await;
+    s.set(Lie::ForgedChain(fork.clone()));
+    let v = violation(bob.log_mut().refresh().await.unwrap_err());
+    assert!(matches!(v, Violation::Fork(_)), "got {v}");
+    assert_eq!(v.evidence().trusted_note, before);
+    assert_eq!(v.evidence().new_note.as_bytes(), &fork[&n][..]);
+    let committed = recheck_chain_evidence(&s.key, v.evidence());
+    assert_eq!(committed.map_root, [0x66; 32]);
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    // The honest chain: the same jump passes, for the library and for `kt`.
+    s.set(Lie::Honest);
+    match bob.log_mut().refresh().await.unwrap() {
+        kt_client::Refresh::Advanced { from, to } => {
+            assert_eq!(from.checkpoint().epoch, t_epoch);
+            assert_eq!(to.checkpoint().epoch, n);
+        }
+        other => panic!("expected the jump, got {other:?}"),
+    }
+    assert_eq!(dave.ok(&s.liar, &["checkpoint"])["checkpoint"]["epoch"], n);
+    s.server.shutdown().await;
 }

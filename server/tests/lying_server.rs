@@ -180,6 +180,16 @@ impl Log for Liar {
         Ok(Response::new(resp))
     }
 
+    async fn get_checkpoint_bodies(
+        &self,
+        r: Request<GetCheckpointBodiesRequest>,
+    ) -> Result<Response<GetCheckpointBodiesResponse>, Status> {
+        self.upstream
+            .clone()
+            .get_checkpoint_bodies(r.into_inner())
+            .await
+    }
+
     async fn get_inclusion_proof(
         &self,
         r: Request<GetInclusionProofRequest>,
@@ -911,4 +921,77 @@ async fn http_reads_of_kt_and_kt_audit_are_bounded() {
     // Generous: only "it did not hang".
     assert!(started.elapsed() < Duration::from_secs(120));
     s.server.shutdown().await;
+/// `GetCheckpointBodies`, the chain a client checks across a gap of epochs: bounded pages, the
+/// right status for a bad range, bodies that link. With heartbeats every millisecond the log
+/// signs empty epochs as fast as it can commit them; once it has 1,000, the test fetches the
+/// chain over real gRPC with `kt-client` and prints its size and time (a debug build:
+/// docs/performance.md, "Epoch gaps").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_bodies_are_served_in_bounded_pages_and_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut raw = common::raw_config(tmp.path());
+    raw.epoch_interval_ms = Some(1);
+    raw.heartbeat_ms = Some(1);
+    let server = common::start_with(raw).await;
+    let api = kt_client::LogApi::connect(&common::grpc_url(&server), &server.verifier_key)
+        .await
+        .unwrap();
+    const N: u64 = 1_000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let latest = loop {
+        let latest = api.checkpoint(None).await.unwrap();
+        if latest.checkpoint().epoch > N + 1 {
+            break latest;
+        }
+        assert!(std::time::Instant::now() < deadline, "the log is too slow");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let latest_epoch = latest.checkpoint().epoch;
+
+    // Bad ranges.
+    let mut rpc = Upstream::connect(common::grpc_url(&server)).await.unwrap();
+    let ask = |from_epoch, to_epoch| GetCheckpointBodiesRequest {
+        from_epoch,
+        to_epoch,
+    };
+    let status = rpc.get_checkpoint_bodies(ask(5, 4)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status
+        .message()
+        .contains("from_epoch 5 is after to_epoch 4"));
+    let beyond = latest_epoch + 1_000_000;
+    let status = rpc.get_checkpoint_bodies(ask(0, beyond)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("beyond the latest epoch"));
+    // A long range is answered with its first 1,000 bodies; a short one whole.
+    let page = rpc.get_checkpoint_bodies(ask(0, N + 1)).await.unwrap();
+    assert_eq!(page.into_inner().bodies.len(), 1_000);
+    let page = rpc.get_checkpoint_bodies(ask(7, 9)).await.unwrap();
+    assert_eq!(page.into_inner().bodies.len(), 3);
+
+    // The chain from epoch 1 to epoch N + 1 (two pages) links, and its size and time.
+    let first = api.checkpoint(Some(1)).await.unwrap();
+    let last = api.checkpoint(Some(N + 1)).await.unwrap();
+    for n in [10, N] {
+        let top = if n == N {
+            last.clone()
+        } else {
+            api.checkpoint(Some(n + 1)).await.unwrap()
+        };
+        let started = std::time::Instant::now();
+        let chain = api.checkpoint_bodies(1, n).await.unwrap();
+        let fetched = started.elapsed();
+        kt_core::trust::verify_chain(&first, &top, &chain).unwrap();
+        let verified = started.elapsed() - fetched;
+        let body_bytes: usize = chain.iter().map(String::len).sum();
+        // Each body a length-delimited field: one tag byte, a varint length (two bytes here).
+        let wire: usize = chain.iter().map(|b| 1 + 2 + b.len()).sum();
+        eprintln!(
+            "chain of {n} bodies over gRPC (debug build): {body_bytes} bytes of bodies \
+             ({} per body), {wire} bytes of protobuf, fetched in {fetched:?}, verified in \
+             {verified:?}",
+            body_bytes / chain.len()
+        );
+    }
+    server.shutdown().await;
 }

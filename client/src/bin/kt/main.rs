@@ -213,6 +213,20 @@ async fn main() -> ExitCode {
                 "{}",
                 serde_json::to_string_pretty(&out).expect("serializable")
             );
+        Err(Failure::BadChain(e)) => {
+            eprintln!("kt: REFUSED: {e}");
+            eprintln!("kt: the trusted state was not changed. The chain was to link these signed checkpoints (keep them):");
+            if let ClientError::BadChain { notes, .. } = &e {
+                let out = json!({
+                    "kind": "bad-chain",
+                    "detail": e.to_string(),
+                    "checkpoint_notes": notes,
+                });
+                say!(
+                    "{}",
+                    serde_json::to_string_pretty(&out).expect("serializable")
+                );
+            }
             ExitCode::from(EXIT_VIOLATION)
         }
         // Already reported by the monitor.
@@ -233,6 +247,8 @@ enum Failure {
         future: kt_core::trust::FromTheFuture,
         note: String,
     },
+    /// A chain of checkpoint bodies that does not link ([`ClientError::BadChain`]).
+    BadChain(ClientError),
     /// The owner's monitor raised versions this device did not make (already printed).
     Alert,
     Other(anyhow::Error),
@@ -244,6 +260,7 @@ impl From<ClientError> for Failure {
             ClientError::Violation(v) => Failure::Violation(v),
             ClientError::Answer(bad) => Failure::Answer(bad),
             ClientError::FromTheFuture { future, note } => Failure::FromTheFuture { future, note },
+            bad @ ClientError::BadChain { .. } => Failure::BadChain(bad),
             other => Failure::Other(other.into()),
         }
     }
