@@ -548,11 +548,10 @@ async fn spoofable_identifiers_are_refused_and_equivalent_ones_are_one() {
             .await
             .unwrap_err();
         assert_eq!(history.code(), Code::InvalidArgument, "{spoof:?}");
-        let mut messages = kt_proto::v1::messages_client::MessagesClient::connect(
-            common::grpc_url(&server),
-        )
-        .await
-        .unwrap();
+        let mut messages =
+            kt_proto::v1::messages_client::MessagesClient::connect(common::grpc_url(&server))
+                .await
+                .unwrap();
         let read = messages
             .read(kt_proto::v1::ReadMessagesRequest {
                 author: spoof.into(),
@@ -604,18 +603,32 @@ async fn key_updates_dated_far_from_their_epoch_are_refused() {
     let label = client.label(id).await;
     let (before, _) = client.lookup(id, None).await;
     let dated = |time_ms: u64| {
-        KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(carol.public()), time_ms)
-            .unwrap()
-            .sign(Role::NewKey, &carol)
-            .unwrap()
+        KeyUpdate::new(
+            label,
+            1,
+            [0; 32],
+            Op::Register,
+            Some(carol.public()),
+            time_ms,
+        )
+        .unwrap()
+        .sign(Role::NewKey, &carol)
+        .unwrap()
     };
     let now = ktd::sequencer::now_ms();
     let hour = 3_600_000;
-    for time_ms in [0, u64::MAX, now - hour, now + hour, now + MAX_UPDATE_SKEW_MS + 60_000] {
+    for time_ms in [
+        0,
+        u64::MAX,
+        now - hour,
+        now + hour,
+        now + MAX_UPDATE_SKEW_MS + 60_000,
+    ] {
         let err = client.submit(&dated(time_ms)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{time_ms}: {err}");
         assert!(
-            err.message().contains(&format!("update time_ms {time_ms} is more than 300000 ms"))
+            err.message()
+                .contains(&format!("update time_ms {time_ms} is more than 300000 ms"))
                 && err.message().contains("allowed:"),
             "{}",
             err.message()
@@ -625,7 +638,10 @@ async fn key_updates_dated_far_from_their_epoch_are_refused() {
     assert_eq!(after.size, before.size);
     assert!(found.is_none(), "nothing appended");
     // The client's clock, as kt-client sets it.
-    let v1 = client.submit(&dated(ktd::sequencer::now_ms())).await.unwrap();
+    let v1 = client
+        .submit(&dated(ktd::sequencer::now_ms()))
+        .await
+        .unwrap();
     assert_eq!(v1.update.version(), 1);
     server.shutdown().await;
 }

@@ -1364,7 +1364,9 @@ async fn update_dated_far_from_its_checkpoint_is_caught_by_audit() {
     let finding = audit_finding(&url, &key, &dir.join("audit")).await;
     assert_eq!(finding.kind, "directory-rule");
     assert!(
-        finding.detail.contains("update time_ms 0 is more than 300000 ms"),
+        finding
+            .detail
+            .contains("update time_ms 0 is more than 300000 ms"),
         "{}",
         finding.detail
     );

@@ -1060,7 +1060,10 @@ mod tests {
         };
         // The next checkpoint's time is the genesis time + 1 s.
         let epoch_time = T0 + 1000;
-        for ok in [epoch_time - MAX_UPDATE_SKEW_MS, epoch_time + MAX_UPDATE_SKEW_MS] {
+        for ok in [
+            epoch_time - MAX_UPDATE_SKEW_MS,
+            epoch_time + MAX_UPDATE_SKEW_MS,
+        ] {
             let mut log = Log::new();
             let u = dated(label("carol@example.com"), ok);
             log.update(u);
@@ -1096,7 +1099,9 @@ mod tests {
             for (i, bytes) in log.entries.iter().enumerate() {
                 resumed.apply_entry(i as u64, bytes).unwrap();
             }
-            resumed.finish_epoch(log.checkpoints.last().unwrap()).unwrap();
+            resumed
+                .finish_epoch(log.checkpoints.last().unwrap())
+                .unwrap();
         }
     }
 }
