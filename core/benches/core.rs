@@ -108,11 +108,7 @@ fn label(n: u64) -> Label {
 }
 
 fn value(n: u64, version: u64) -> MapValue {
-    MapValue {
-        version,
-        entry_hash: sha256(&[n.to_be_bytes(), version.to_be_bytes()].concat()),
-        index: n,
-    }
+    MapValue::new(version, sha256(&[n.to_be_bytes(), version.to_be_bytes()].concat()), n)
 }
 
 /// A map of `n` labels, built in epochs of 10,000.
@@ -333,11 +329,7 @@ fn lookup_answer(c: &mut Criterion) {
     m.apply(
         &[(
             l,
-            MapValue {
-                version: 1,
-                entry_hash: leaf_hash(&entry),
-                index,
-            },
+            MapValue::new(1, leaf_hash(&entry), index),
         )]
         .into_iter()
         .collect(),

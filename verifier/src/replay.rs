@@ -33,7 +33,7 @@ use kt_core::directory::{
 };
 use kt_core::entry::{Entry, EntryError};
 use kt_core::hash::{leaf_hash, Hash};
-use kt_core::map::{MapValue, MemoryMap};
+use kt_core::map::{MapValue, MemoryMap, NO_MESSAGE_HASH};
 use thiserror::Error;
 
 /// Why the log's entries or a checkpoint's map root do not follow from the replay.
@@ -161,6 +161,7 @@ pub fn rule_name(rule: &RuleError) -> &'static str {
 struct LastMessage {
     sequence: u64,
     index: u64,
+    leaf_hash: Hash,
 }
 
 /// The directory rebuilt from the log, one entry and one epoch at a time.
@@ -261,13 +262,13 @@ impl Replay {
                         rule: Box::new(rule),
                         prior: prev.map(|s| s.index),
                     })?;
+                let messages = self.authors.get(&label);
                 self.changed.insert(
                     label,
-                    MapValue {
-                        version: update.version(),
-                        entry_hash,
-                        index,
-                    },
+                    MapValue::new(update.version(), entry_hash, index).with_messages(
+                        messages.map_or(0, |m| m.sequence),
+                        messages.map_or(NO_MESSAGE_HASH, |m| m.leaf_hash),
+                    ),
                 );
                 self.labels.insert(label, state);
             }
@@ -290,11 +291,21 @@ impl Replay {
                         prior,
                     }
                 })?;
+                let leaf_hash = leaf_hash(bytes);
+                // The rules passed, so the author is registered.
+                if let Some(state) = state {
+                    self.changed.insert(
+                        author,
+                        MapValue::new(state.version, state.leaf_hash, state.index)
+                            .with_messages(msg.sequence(), leaf_hash),
+                    );
+                }
                 self.authors.insert(
                     author,
                     LastMessage {
                         sequence: msg.sequence(),
                         index,
+                        leaf_hash,
                     },
                 );
             }
@@ -469,15 +480,27 @@ mod tests {
             let hash = leaf_hash(&bytes);
             let index = self.push(bytes);
             self.heads.insert(*u.label(), (u.version(), hash));
+            let value = self.value(u.label());
             self.pending.insert(
                 *u.label(),
-                MapValue {
-                    version: u.version(),
-                    entry_hash: hash,
-                    index,
-                },
+                MapValue::new(u.version(), hash, index)
+                    .with_messages(value.message_count, value.last_message_hash),
             );
             index
+        }
+
+        /// A label's current map value (zeros if it has none).
+        fn value(&self, label: &Label) -> MapValue {
+            let committed = kt_core::map::prove(&self.map, label).unwrap();
+            let committed = match committed.terminal() {
+                kt_core::map::Terminal::Leaf { label: l, value } if l == label => Some(*value),
+                _ => None,
+            };
+            self.pending
+                .get(label)
+                .copied()
+                .or(committed)
+                .unwrap_or(MapValue::new(0, [0; 32], 0))
         }
 
         fn message(&mut self, author: Label, text: &str, key: &UserSigner) -> u64 {
@@ -491,6 +514,9 @@ mod tests {
                 key,
             )
             .unwrap();
+            let seq = *seq;
+            let value = self.value(&author).with_messages(seq, m.leaf_hash());
+            self.pending.insert(author, value);
             self.push(m.encode())
         }
 
@@ -894,11 +920,7 @@ mod tests {
         let mut both = log.pending.clone();
         both.insert(
             bob,
-            MapValue {
-                version: 1,
-                entry_hash: bob_reg.leaf_hash(),
-                index: 1,
-            },
+            MapValue::new(1, bob_reg.leaf_hash(), 1),
         );
         let early_root = MemoryMap::new().apply(&both);
         log.seal_with(early_root); // epoch 1: entry 0 only, with the map of entries 0 and 1
@@ -967,11 +989,7 @@ mod tests {
         let mut wrong = BTreeMap::new();
         wrong.insert(
             alice,
-            MapValue {
-                version: 1,
-                entry_hash: hash,
-                index: reg + 1,
-            },
+            MapValue::new(1, hash, reg + 1),
         );
         let root = log.map.apply(&wrong);
         log.seal_with(root);
