@@ -721,9 +721,15 @@ impl DirectoryClient {
             let (page, count, checkpoint) = self
                 .read_page(identifier, next, want - messages.len() as u32)
                 .await?;
+            // `verify_read` refuses an empty page before the count, so each round reads more;
+            // checked again here so that no answer can keep this loop going.
+            if page.is_empty() && next <= count {
+                return Err(ClientError::Unexpected(format!(
+                    "the read from message {next} came back empty, but the author has {count}"
+                )));
+            }
             messages.extend(page);
             let last = from + messages.len() as u64 - 1;
-            // Each page is complete or holds at least one message (`verify_read`), so this ends.
             if messages.len() as u32 >= want || last >= count {
                 return Ok(Messages {
                     identifier: identifier.to_owned(),
