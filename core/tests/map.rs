@@ -12,7 +12,11 @@ fn label(seed: u64) -> Label {
 }
 
 fn value(seed: u64, version: u64) -> MapValue {
-    MapValue::new(version, sha256(&[seed.to_le_bytes(), version.to_le_bytes()].concat()), seed * 3 + version)
+    MapValue::new(
+        version,
+        sha256(&[seed.to_le_bytes(), version.to_le_bytes()].concat()),
+        seed * 3 + version,
+    )
 }
 
 fn build(seeds: impl Iterator<Item = u64>) -> (MemoryMap, BTreeMap<Label, MapValue>) {

@@ -156,7 +156,9 @@ impl<'a> EpochDirectory<'a> {
                 .with_messages(sequence, leaf_hash),
         );
         self.messages.insert(author, (sequence, leaf_hash));
-        self.write.messages.push((author, sequence, index, leaf_hash));
+        self.write
+            .messages
+            .push((author, sequence, index, leaf_hash));
     }
 
     /// **Test-only: a malicious operator's directory** (see

@@ -554,7 +554,10 @@ impl Messages for Liar {
         let mut resp = self.messages.clone().read(req).await?.into_inner();
         let hide_above = |resp: &mut ReadMessagesResponse, last: u64| {
             resp.messages.retain(|m| {
-                kt_core::directory::Message::decode(&m.entry).unwrap().sequence() <= last
+                kt_core::directory::Message::decode(&m.entry)
+                    .unwrap()
+                    .sequence()
+                    <= last
             });
         };
         match self.lie() {
@@ -1333,9 +1336,14 @@ async fn forged_messages_are_refused_by_the_reader_and_caught_by_audit() {
         &mallory(),
     )
     .unwrap();
-    let unsigned =
-        kt_core::directory::Message::new(chat, lookup.label, 3, b"pay mallory".to_vec(), vec![0; 64])
-            .unwrap();
+    let unsigned = kt_core::directory::Message::new(
+        chat,
+        lookup.label,
+        3,
+        b"pay mallory".to_vec(),
+        vec![0; 64],
+    )
+    .unwrap();
     let forged = forge(
         &dir.join("db"),
         vec![by_mallory.encode(), unsigned.encode()],
@@ -1383,7 +1391,10 @@ async fn forged_messages_are_refused_by_the_reader_and_caught_by_audit() {
     let finding = audit_finding(&url, &key, &dir.join("audit")).await;
     assert_eq!(finding.kind, "directory-rule");
     assert_eq!(finding.entry.as_ref().unwrap().0, forged[0]);
-    assert_eq!(finding.replay.as_ref().unwrap().rule, "bad-message-signature");
+    assert_eq!(
+        finding.replay.as_ref().unwrap().rule,
+        "bad-message-signature"
+    );
     server.shutdown().await;
 }
 
@@ -1465,10 +1476,7 @@ async fn messages_across_rotation_and_recovery_verify_each_under_its_own_key() {
     send(&alice, &url, ALICE, "under version 2");
     send(&alice, &url, ALICE, "also under version 2");
     alice.ok(&url, &["key", "revoke", ALICE]);
-    alice.ok(
-        &url,
-        &["key", "recover", ALICE, "--provider-token", TOKEN],
-    );
+    alice.ok(&url, &["key", "recover", ALICE, "--provider-token", TOKEN]);
     send(&alice, &url, ALICE, "under version 4");
 
     let mut bob = client(&url, &key, dir.join("bob-state.json")).await;

@@ -211,7 +211,8 @@ async fn a_database_of_another_storage_format_refuses_start() {
             }
         }
         let err = start_error(dir.path()).await;
-        let want = format!("has storage format {found}, but this ktd reads and writes only format 2");
+        let want =
+            format!("has storage format {found}, but this ktd reads and writes only format 2");
         assert!(err.contains(&want), "{err}");
         let err = ktd::storage::Storage::open(&dir.path().join("db")).unwrap_err();
         assert!(

@@ -919,10 +919,7 @@ mod tests {
             .sign(Role::NewKey, &signer(2))
             .unwrap();
         let mut both = log.pending.clone();
-        both.insert(
-            bob,
-            MapValue::new(1, bob_reg.leaf_hash(), 1),
-        );
+        both.insert(bob, MapValue::new(1, bob_reg.leaf_hash(), 1));
         let early_root = MemoryMap::new().apply(&both);
         log.seal_with(early_root); // epoch 1: entry 0 only, with the map of entries 0 and 1
         log.update(bob_reg);
@@ -988,10 +985,7 @@ mod tests {
         let hash = leaf_hash(&log.entries[reg as usize]);
         log.pending.clear();
         let mut wrong = BTreeMap::new();
-        wrong.insert(
-            alice,
-            MapValue::new(1, hash, reg + 1),
-        );
+        wrong.insert(alice, MapValue::new(1, hash, reg + 1));
         let root = log.map.apply(&wrong);
         log.seal_with(root);
         assert!(matches!(

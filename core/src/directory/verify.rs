@@ -299,7 +299,8 @@ pub fn verify_history(
     answer: &HistoryAnswer,
 ) -> Result<(Vec<VerifiedUpdate>, Option<LabelState>), AnswerError> {
     let value = map::verify(&checkpoint.map_root, label, &answer.map_proof)?;
-    let (versions, mut states) = verify_versions(checkpoint, label, value.as_ref(), &answer.versions)?;
+    let (versions, mut states) =
+        verify_versions(checkpoint, label, value.as_ref(), &answer.versions)?;
     Ok((versions, states.pop()))
 }
 
@@ -515,9 +516,11 @@ mod tests {
         }
 
         fn update(&mut self, op: Op, old: Option<&UserSigner>, new: Option<&UserSigner>) {
-            let (version, prev) = self.value.map_or((1, [0; 32]), |v| (v.version + 1, v.entry_hash));
-            let mut u = KeyUpdate::new(self.label, version, prev, op, new.map(|s| s.public()), 1)
-                .unwrap();
+            let (version, prev) = self
+                .value
+                .map_or((1, [0; 32]), |v| (v.version + 1, v.entry_hash));
+            let mut u =
+                KeyUpdate::new(self.label, version, prev, op, new.map(|s| s.public()), 1).unwrap();
             if let Some(old) = old {
                 u = u.sign(Role::PreviousKey, old).unwrap();
             }
@@ -528,7 +531,8 @@ mod tests {
             let (count, last) = self
                 .value
                 .map_or((0, [0; 32]), |v| (v.message_count, v.last_message_hash));
-            self.value = Some(MapValue::new(version, u.leaf_hash(), index).with_messages(count, last));
+            self.value =
+                Some(MapValue::new(version, u.leaf_hash(), index).with_messages(count, last));
             self.versions.push(index);
             self.entries.push(u.encode());
         }
@@ -602,10 +606,19 @@ mod tests {
         log.message(Ok(&k3));
         let (cp, answer) = log.read(1, 3);
         let read = verify_read(&cp, &log.label, 1, &answer).unwrap();
-        assert_eq!((read.messages.len(), read.count, read.versions.len()), (3, 3, 4));
+        assert_eq!(
+            (read.messages.len(), read.count, read.versions.len()),
+            (3, 3, 4)
+        );
         // From the middle, and past the end: nothing is missing.
         let (cp, answer) = log.read(2, 3);
-        assert_eq!(verify_read(&cp, &log.label, 2, &answer).unwrap().messages.len(), 2);
+        assert_eq!(
+            verify_read(&cp, &log.label, 2, &answer)
+                .unwrap()
+                .messages
+                .len(),
+            2
+        );
         let (cp, answer) = log.read(4, 3);
         assert_eq!(verify_read(&cp, &log.label, 4, &answer).unwrap().count, 3);
 
@@ -616,7 +629,10 @@ mod tests {
         old_key.message(Ok(&k1));
         let (cp, answer) = old_key.read(1, 1);
         let f = forged(verify_read(&cp, &old_key.label, 1, &answer).unwrap_err());
-        assert_eq!((f.index, f.key_version, f.rule), (2, 2, RuleError::BadMessageSignature));
+        assert_eq!(
+            (f.index, f.key_version, f.rule),
+            (2, 2, RuleError::BadMessageSignature)
+        );
         assert_eq!(f.key, Some(k2.public()));
 
         // Zero bytes as the signature; and a message after a revoke, under the revoked key.
@@ -632,7 +648,10 @@ mod tests {
         revoked.message(Ok(&k1));
         let (cp, answer) = revoked.read(1, 1);
         let f = forged(verify_read(&cp, &revoked.label, 1, &answer).unwrap_err());
-        assert_eq!((f.key, f.key_version, f.rule), (None, 2, RuleError::Revoked));
+        assert_eq!(
+            (f.key, f.key_version, f.rule),
+            (None, 2, RuleError::Revoked)
+        );
     }
 
     #[test]
