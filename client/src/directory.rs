@@ -32,9 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::directory::{
     apply_message, apply_update, check_identifier, verify_history, verify_label, verify_lookup,
-    verify_messages, verify_update_receipt, AnswerError, DirectoryError, HistoryAnswer, KeyUpdate,
-    Label, LabelState, LookupAnswer, Message, Op, ProvenEntry, Role, UserKey, UserSigner,
-    VerifiedMessage, VerifiedUpdate,
+    verify_messages, verify_read, verify_update_receipt, AnswerError, DirectoryError,
+    HistoryAnswer, KeyUpdate, Label, LabelState, LookupAnswer, Message, Op, ProvenEntry,
+    ReadAnswer, Role, UserKey, UserSigner, VerifiedMessage, VerifiedUpdate,
 };
 use kt_core::entry::Namespace;
 use kt_core::hash::Hash;
@@ -80,6 +80,9 @@ pub struct Lookup {
     /// The label's latest KeyUpdate; `None` when the label was never registered (a verified
     /// non-membership proof).
     pub current: Option<VerifiedUpdate>,
+    /// The label's message count in the map's value: the sequence of its latest message (0 if
+    /// none), so the next message is `message_count + 1`.
+    pub message_count: u64,
     /// The answer's checkpoint: signed, and consistent with the trusted state.
     pub checkpoint: SignedCheckpoint,
 }
@@ -156,12 +159,16 @@ pub struct MessageReceipt {
     pub checkpoint: SignedCheckpoint,
 }
 
-/// Verified messages of one author, consecutive from `from`.
+/// Verified messages of one author, consecutive from `from`, each signed by the author's key at
+/// its log index.
 #[derive(Debug, Clone)]
 pub struct Messages {
     pub identifier: String,
     pub from: u64,
     pub messages: Vec<VerifiedMessage>,
+    /// How many messages the author has under `checkpoint` (the map's count): the read has every
+    /// message from `from` on iff the last one read has this sequence (or there are none).
+    pub count: u64,
     pub checkpoint: SignedCheckpoint,
 }
 
@@ -270,43 +277,6 @@ pub fn missing_confirmed(
             })
         })
         .collect()
-}
-
-/// The search of [`DirectoryClient::last_sequence`]: the largest `n ≥ 1` for which a probe says
-/// "present" (0 if none), assuming presence is a prefix `1..=last`. Doubles until a probe is
-/// absent, then bisects: about `2·log2(last)` probes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct LastPresent {
-    /// Known present (0: nothing known).
-    present: u64,
-    /// Known absent, once a probe was.
-    absent: Option<u64>,
-}
-
-impl LastPresent {
-    /// The next number to probe, or `None` when the answer is known.
-    fn next_probe(&self) -> Option<u64> {
-        match self.absent {
-            None if self.present == u64::MAX => None,
-            None => Some(self.present.saturating_mul(2).max(1)),
-            Some(absent) if absent - self.present > 1 => {
-                Some(self.present + (absent - self.present) / 2)
-            }
-            Some(_) => None,
-        }
-    }
-
-    fn record(&mut self, probe: u64, present: bool) {
-        if present {
-            self.present = self.present.max(probe);
-        } else {
-            self.absent = Some(self.absent.map_or(probe, |a| a.min(probe)));
-        }
-    }
-
-    fn last(&self) -> u64 {
-        self.present
-    }
 }
 
 fn now_ms() -> u64 {
@@ -450,19 +420,23 @@ impl DirectoryClient {
         };
         let pending = self.log.check(checkpoint.clone(), kind).await?;
         let vrf_key = &self.vrf_key.clone();
-        let (label, current) = self.finish(
+        let (label, current, message_count) = self.finish(
             &checkpoint,
             pending,
             || format!("lookup of {identifier}"),
             |cp| {
                 let label = verify_label(vrf_key, identifier, &vrf_proof)?;
-                Ok((label, verify_lookup(cp, &label, &answer)?))
+                let current = verify_lookup(cp, &label, &answer)?;
+                // Verified by `verify_lookup` just now; read again for the message count.
+                let value = kt_core::map::verify(&cp.map_root, &label, &answer.map_proof)?;
+                Ok((label, current, value.map_or(0, |v| v.message_count)))
             },
         )?;
         Ok(Lookup {
             identifier: identifier.to_owned(),
             label,
             current,
+            message_count,
             checkpoint,
         })
     }
@@ -720,9 +694,12 @@ impl DirectoryClient {
     }
 
     /// Messages of `identifier` from sequence `from` (≥ 1) on, at most `limit` (0: the server's
-    /// default of 100), verified: each in the log, by that author, numbered consecutively from
-    /// `from`. Fewer than asked means the server has no more (a server can hide the newest
-    /// messages this way; a monitor of the author's own messages or an auditor catches that).
+    /// default of 100), verified by `kt_core::directory::verify_read`: each in the log, by that
+    /// author, numbered consecutively from `from`, signed by the author's key at its log index
+    /// (a forged one is [`AnswerError::ForgedMessage`], with the evidence), and complete: the
+    /// map's value for the author gives its message count, and the read asks again until it has
+    /// every message up to the count or `limit` of them. A server that hides the newest messages
+    /// is refused ([`AnswerError::IncompleteRead`], [`AnswerError::LastMessageMismatch`]).
     pub async fn read_messages(
         &mut self,
         identifier: &str,
@@ -733,6 +710,45 @@ impl DirectoryClient {
         if from == 0 {
             return Err(DirectoryError::ZeroSequence.into());
         }
+        let want = if limit == 0 {
+            DEFAULT_READ_LIMIT
+        } else {
+            limit
+        };
+        let mut messages: Vec<VerifiedMessage> = Vec::new();
+        loop {
+            let next = from + messages.len() as u64;
+            let (page, count, checkpoint) = self
+                .read_page(identifier, next, want - messages.len() as u32)
+                .await?;
+            // `verify_read` refuses an empty page before the count, so each round reads more;
+            // checked again here so that no answer can keep this loop going.
+            if page.is_empty() && next <= count {
+                return Err(ClientError::Unexpected(format!(
+                    "the read from message {next} came back empty, but the author has {count}"
+                )));
+            }
+            messages.extend(page);
+            let last = from + messages.len() as u64 - 1;
+            if messages.len() as u32 >= want || last >= count {
+                return Ok(Messages {
+                    identifier: identifier.to_owned(),
+                    from,
+                    messages,
+                    count,
+                    checkpoint,
+                });
+            }
+        }
+    }
+
+    /// One Read call from `from`, at most `limit` messages, verified.
+    async fn read_page(
+        &mut self,
+        identifier: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<VerifiedMessage>, u64, SignedCheckpoint), ClientError> {
         let resp = self
             .messages
             .clone()
@@ -743,67 +759,39 @@ impl DirectoryClient {
             })
             .await?
             .into_inner();
-        let want = if limit == 0 {
-            DEFAULT_READ_LIMIT
-        } else {
-            limit
-        };
-        if resp.messages.len() > want as usize {
+        if resp.messages.len() > limit as usize {
             return Err(ClientError::Unexpected(format!(
-                "asked for at most {want} messages, got {}",
+                "asked for at most {limit} messages, got {}",
                 resp.messages.len()
             )));
         }
         let (checkpoint, pending) = self
             .checkpoint(resp.checkpoint.as_ref(), Seen::Latest)
             .await?;
-        let proven = resp
-            .messages
-            .iter()
-            .map(ProvenEntry::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let answer = ReadAnswer::try_from(&resp)?;
         let vrf_proof = vrf_proof_from_wire(&resp.vrf_proof)?;
         let vrf_key = &self.vrf_key.clone();
-        let messages = self.finish(
+        let read = self.finish(
             &checkpoint,
             pending,
             || format!("messages of {identifier} from {from}"),
             |cp| {
                 let label = verify_label(vrf_key, identifier, &vrf_proof)?;
-                verify_messages(cp, &label, from, &proven)
+                verify_read(cp, &label, from, &answer)
             },
         )?;
-        Ok(Messages {
-            identifier: identifier.to_owned(),
-            from,
-            messages,
-            checkpoint,
-        })
+        Ok((read.messages, read.count, checkpoint))
     }
 
-    /// The sequence number of `identifier`'s latest message (0 if none), found with verified
-    /// one-message reads: doubling until a read comes back empty, then bisecting, so
-    /// O(log n) reads. It is what the server shows: a server hiding messages makes the next send
-    /// fail its sequence check, nothing worse.
+    /// The sequence number of `identifier`'s latest message (0 if none): the message count in
+    /// the map's value for the label, from a verified lookup.
     pub async fn last_sequence(&mut self, identifier: &str) -> Result<u64, ClientError> {
-        let mut search = LastPresent::default();
-        while let Some(probe) = search.next_probe() {
-            let present = self.has_message(identifier, probe).await?;
-            search.record(probe, present);
-        }
-        Ok(search.last())
+        Ok(self.lookup(identifier, None).await?.message_count)
     }
 
-    async fn has_message(&mut self, identifier: &str, sequence: u64) -> Result<bool, ClientError> {
-        Ok(!self
-            .read_messages(identifier, sequence, 1)
-            .await?
-            .messages
-            .is_empty())
-    }
-
-    /// Sends a message as `identifier` with the next sequence number, found by
-    /// [`Self::last_sequence`]. Use [`Self::send_message_at`] when the sequence is known.
+    /// Sends a message as `identifier` with the next sequence number: one after the map's
+    /// message count ([`Self::last_sequence`]). Use [`Self::send_message_at`] when the sequence
+    /// is known.
     pub async fn send_message(
         &mut self,
         identifier: &str,
@@ -1028,45 +1016,6 @@ mod tests {
         assert!(missing_confirmed(&history[..1], &mine, 7).is_empty());
         assert_eq!(missing_confirmed(&history[..1], &mine, 8).len(), 1);
         assert!(missing_confirmed(&history, &[], 9).is_empty());
-    }
-
-    #[test]
-    fn last_present_finds_the_end_of_a_prefix_in_logarithmic_probes() {
-        let cases = [
-            0u64,
-            1,
-            2,
-            3,
-            4,
-            5,
-            7,
-            8,
-            9,
-            100,
-            1_000,
-            65_535,
-            65_536,
-            1 << 40,
-        ];
-        for last in cases {
-            let mut search = LastPresent::default();
-            let mut probes = 0;
-            while let Some(p) = search.next_probe() {
-                assert!(p >= 1);
-                search.record(p, p <= last);
-                probes += 1;
-                assert!(probes <= 200, "runaway search for {last}");
-            }
-            assert_eq!(search.last(), last);
-            let log = 64 - last.leading_zeros() as u64;
-            assert!(probes <= 2 * log + 2, "{last}: {probes} probes");
-        }
-        // Everything present: the search ends at the top of the range.
-        let mut search = LastPresent::default();
-        while let Some(p) = search.next_probe() {
-            search.record(p, true);
-        }
-        assert_eq!(search.last(), u64::MAX);
     }
 
     #[test]

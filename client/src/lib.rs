@@ -610,6 +610,9 @@ impl LogClient {
             let proof = self.consistency(from, to).await?;
             trust::advance(older, newer, &proof)?;
         }
+        // Two or more epochs apart, the `prev` links in between decide whether the witness was
+        // shown the same map roots as we were (a consistency proof covers the tree only).
+        self.check_chain(&ours, &theirs).await?;
         Ok(theirs)
     }
 

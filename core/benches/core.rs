@@ -108,11 +108,11 @@ fn label(n: u64) -> Label {
 }
 
 fn value(n: u64, version: u64) -> MapValue {
-    MapValue {
+    MapValue::new(
         version,
-        entry_hash: sha256(&[n.to_be_bytes(), version.to_be_bytes()].concat()),
-        index: n,
-    }
+        sha256(&[n.to_be_bytes(), version.to_be_bytes()].concat()),
+        n,
+    )
 }
 
 /// A map of `n` labels, built in epochs of 10,000.
@@ -331,16 +331,9 @@ fn lookup_answer(c: &mut Criterion) {
     }
     let mut m = map_of(n);
     m.apply(
-        &[(
-            l,
-            MapValue {
-                version: 1,
-                entry_hash: leaf_hash(&entry),
-                index,
-            },
-        )]
-        .into_iter()
-        .collect(),
+        &[(l, MapValue::new(1, leaf_hash(&entry), index))]
+            .into_iter()
+            .collect(),
     );
     let signer = NoteSigner::from_seed(KeyName::new("bench.keytrail/log").unwrap(), [9; 32]);
     let verifier = signer.verifier();

@@ -143,11 +143,7 @@ fn write_seed_corpus() {
     let values: BTreeMap<Label, MapValue> = (0..64u64)
         .map(|i| {
             let l = Label::from_identifier(&format!("user-{i}")).unwrap();
-            let v = MapValue {
-                version: i + 1,
-                entry_hash: leaf_hash(&i.to_be_bytes()),
-                index: i,
-            };
+            let v = MapValue::new(i + 1, leaf_hash(&i.to_be_bytes()), i);
             (l, v)
         })
         .collect();

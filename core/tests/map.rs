@@ -12,11 +12,11 @@ fn label(seed: u64) -> Label {
 }
 
 fn value(seed: u64, version: u64) -> MapValue {
-    MapValue {
+    MapValue::new(
         version,
-        entry_hash: sha256(&[seed.to_le_bytes(), version.to_le_bytes()].concat()),
-        index: seed * 3 + version,
-    }
+        sha256(&[seed.to_le_bytes(), version.to_le_bytes()].concat()),
+        seed * 3 + version,
+    )
 }
 
 fn build(seeds: impl Iterator<Item = u64>) -> (MemoryMap, BTreeMap<Label, MapValue>) {

@@ -4,7 +4,7 @@
 //! log key before any proof is looked at.
 
 use crate::{hashes_from_wire, hashes_to_wire, v1, WireError};
-use kt_core::directory::{HistoryAnswer, LookupAnswer, ProvenEntry};
+use kt_core::directory::{HistoryAnswer, LookupAnswer, ProvenEntry, ReadAnswer};
 use kt_core::map::MapProof;
 use kt_core::vrf::PROOF_LEN;
 
@@ -100,6 +100,40 @@ impl TryFrom<&v1::HistoryResponse> for HistoryAnswer {
                 .collect::<Result<_, _>>()?,
             map_proof: map_proof_from_wire(&wire.map_proof)?,
         })
+    }
+}
+
+impl TryFrom<&v1::ReadMessagesResponse> for ReadAnswer {
+    type Error = WireError;
+
+    fn try_from(wire: &v1::ReadMessagesResponse) -> Result<Self, Self::Error> {
+        let proven = |list: &[v1::ProvenEntry]| {
+            list.iter()
+                .map(ProvenEntry::try_from)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(ReadAnswer {
+            messages: proven(&wire.messages)?,
+            versions: proven(&wire.versions)?,
+            map_proof: map_proof_from_wire(&wire.map_proof)?,
+        })
+    }
+}
+
+/// The server side: a read answer, the author's VRF proof and the checkpoint as a wire response.
+pub fn read_response(
+    checkpoint_note: Vec<u8>,
+    vrf_proof: &[u8; PROOF_LEN],
+    answer: &ReadAnswer,
+) -> v1::ReadMessagesResponse {
+    v1::ReadMessagesResponse {
+        checkpoint: Some(v1::Checkpoint {
+            note: checkpoint_note,
+        }),
+        messages: answer.messages.iter().map(v1::ProvenEntry::from).collect(),
+        vrf_proof: vrf_proof.to_vec(),
+        map_proof: answer.map_proof.encode(),
+        versions: answer.versions.iter().map(v1::ProvenEntry::from).collect(),
     }
 }
 

@@ -24,7 +24,8 @@ pub enum Rejection {
     Rule(#[from] RuleError),
     /// A second update of one label in one epoch. The map holds one value per label per epoch,
     /// so the first update's receipt (a map proof naming it) could never be given; the caller
-    /// retries once the epoch has closed.
+    /// retries once the epoch has closed. Messages never cause it: a message changes only the
+    /// message fields of its author's value, which no receipt names (`docs/protocol.md` §11).
     #[error("label {0} already has an update in this epoch; retry after it closes")]
     SameEpoch(Label),
 }
@@ -36,7 +37,9 @@ pub struct EpochDirectory<'a> {
     /// within the skew of it.
     time_ms: u64,
     labels: HashMap<Label, LabelState>,
-    sequences: HashMap<Label, u64>,
+    /// Authors' latest `(sequence, leaf hash)` as of the entries admitted so far; 0 and zeros
+    /// for an author without messages.
+    messages: HashMap<Label, (u64, Hash)>,
     values: BTreeMap<Label, MapValue>,
     write: DirectoryWrite,
 }
@@ -56,7 +59,7 @@ impl<'a> EpochDirectory<'a> {
             storage,
             time_ms,
             labels: HashMap::new(),
-            sequences: HashMap::new(),
+            messages: HashMap::new(),
             values: BTreeMap::new(),
             write: DirectoryWrite::default(),
         }
@@ -66,6 +69,14 @@ impl<'a> EpochDirectory<'a> {
         match self.labels.get(label) {
             Some(s) => Ok(Some(s.clone())),
             None => self.storage.label_state(label),
+        }
+    }
+
+    /// The author's latest message as of the entries admitted so far.
+    fn last_message(&self, author: &Label) -> Result<(u64, Hash), StorageError> {
+        match self.messages.get(author) {
+            Some(m) => Ok(*m),
+            None => self.storage.last_message(author),
         }
     }
 
@@ -87,7 +98,8 @@ impl<'a> EpochDirectory<'a> {
             Entry::Record(_) => {}
             Entry::KeyUpdate(update) => {
                 let label = *update.label();
-                if self.values.contains_key(&label) {
+                // `labels` holds exactly the labels updated in this epoch.
+                if self.labels.contains_key(&label) {
                     return Ok(Err(Rejection::SameEpoch(label)));
                 }
                 let prev = self.state(&label)?;
@@ -101,37 +113,62 @@ impl<'a> EpochDirectory<'a> {
                 if let Err(e) = check_update_time(update.time_ms(), self.time_ms) {
                     return Ok(Err(e.into()));
                 }
-                self.record_update(label, next, leaf_hash, index);
+                self.record_update(label, next, leaf_hash, index)?;
             }
             Entry::Message(msg) => {
                 let author = *msg.author();
                 let state = self.state(&author)?;
-                let last = match self.sequences.get(&author) {
-                    Some(s) => *s,
-                    None => self.storage.last_message_sequence(&author)?,
-                };
+                let (last, _) = self.last_message(&author)?;
                 if let Err(e) = apply_message(state.as_ref(), last, &msg) {
                     return Ok(Err(e.into()));
                 }
-                self.sequences.insert(author, msg.sequence());
-                self.write.messages.push((author, msg.sequence(), index));
+                let Some(state) = state else {
+                    unreachable!("apply_message refuses an unregistered author")
+                };
+                self.record_message(author, &state, msg.sequence(), leaf_hash, index);
             }
         }
         Ok(Ok(()))
     }
 
-    /// Records an allowed key update: the label's new state, its map value and its version row.
-    fn record_update(&mut self, label: Label, next: LabelState, leaf_hash: Hash, index: u64) {
+    /// Records an allowed key update: the label's new state, its map value (the label's messages
+    /// unchanged) and its version row.
+    fn record_update(
+        &mut self,
+        label: Label,
+        next: LabelState,
+        leaf_hash: Hash,
+        index: u64,
+    ) -> Result<(), StorageError> {
+        let (count, last) = self.last_message(&label)?;
         self.values.insert(
             label,
-            MapValue {
-                version: next.version,
-                entry_hash: leaf_hash,
-                index,
-            },
+            MapValue::new(next.version, leaf_hash, index).with_messages(count, last),
         );
         self.write.versions.push((label, next.version, index));
         self.labels.insert(label, next);
+        Ok(())
+    }
+
+    /// Records a message: its author's map value gets the message as the latest (the author's
+    /// KeyUpdate fields unchanged), and its message row.
+    fn record_message(
+        &mut self,
+        author: Label,
+        state: &LabelState,
+        sequence: u64,
+        leaf_hash: Hash,
+        index: u64,
+    ) {
+        self.values.insert(
+            author,
+            MapValue::new(state.version, state.leaf_hash, state.index)
+                .with_messages(sequence, leaf_hash),
+        );
+        self.messages.insert(author, (sequence, leaf_hash));
+        self.write
+            .messages
+            .push((author, sequence, index, leaf_hash));
     }
 
     /// **Test-only: a malicious operator's directory** (see
@@ -157,12 +194,20 @@ impl<'a> EpochDirectory<'a> {
                     key: update.key().cloned(),
                     recovered: update.op() == Op::Recover,
                 };
-                self.record_update(*update.label(), next, leaf_hash, index);
+                self.record_update(*update.label(), next, leaf_hash, index)?;
             }
             Ok(Entry::Message(msg)) => {
                 let author = *msg.author();
-                self.sequences.insert(author, msg.sequence());
-                self.write.messages.push((author, msg.sequence(), index));
+                // The map value keeps the author's latest KeyUpdate, if any (zeros if none: a
+                // malicious operator may attribute a message to an unregistered label).
+                let state = self.state(&author)?.unwrap_or(LabelState {
+                    version: 0,
+                    leaf_hash: [0; 32],
+                    index: 0,
+                    key: None,
+                    recovered: false,
+                });
+                self.record_message(author, &state, msg.sequence(), leaf_hash, index);
             }
         }
         Ok(Ok(()))

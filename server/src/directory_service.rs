@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use kt_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use kt_core::directory::{
-    HistoryAnswer, KeyUpdate, Label, LookupAnswer, Message, Op, ProvenEntry, Role,
+    HistoryAnswer, KeyUpdate, Label, LookupAnswer, Message, Op, ProvenEntry, ReadAnswer, Role,
     VerifiedSignatures,
 };
 use kt_core::entry::MAX_ENTRY_LEN;
 use kt_core::map;
 use kt_core::merkle;
 use kt_core::note::Note;
-use kt_proto::directory::{history_response, lookup_response};
+use kt_proto::directory::{history_response, lookup_response, read_response};
 use kt_proto::v1::directory_server::Directory;
 use kt_proto::v1::messages_server::Messages;
 use kt_proto::v1::{
@@ -339,6 +339,33 @@ fn answer_at(
     Ok(LookupAnswer { map_proof, entry })
 }
 
+/// The history answer for `label` under `cp`: the map proof at `cp`'s epoch and every version
+/// up to the one its value names.
+fn history_at(s: &Storage, cp: &Checkpoint, label: &Label) -> Result<HistoryAnswer, ApiError> {
+    let map_proof = map::prove(&s.map_at(cp.epoch), label)?;
+    let mut versions = Vec::new();
+    if let map::Terminal::Leaf { label: l, value } = map_proof.terminal() {
+        if l == label {
+            if value.version > MAX_HISTORY_VERSIONS {
+                return Err(ApiError::OutOfRange(format!(
+                    "the label has {} versions, more than the {MAX_HISTORY_VERSIONS} one answer carries",
+                    value.version
+                )));
+            }
+            for version in 1..=value.version {
+                let index = s.version_index(label, version)?.ok_or_else(|| {
+                    ApiError::Internal(format!("version {version} is not indexed"))
+                })?;
+                versions.push(proven_entry(s, cp, index)?);
+            }
+        }
+    }
+    Ok(HistoryAnswer {
+        versions,
+        map_proof,
+    })
+}
+
 /// The checkpoint note of `epoch`, parsed. The server's own storage is trusted here: its notes
 /// were verified at start-up.
 fn stored_checkpoint(s: &Storage, epoch: u64) -> Result<(Vec<u8>, Checkpoint), ApiError> {
@@ -425,32 +452,7 @@ impl Directory for DirectoryService {
         let (s, vrf) = (&*self.storage, &self.vrf);
         let proof = label_of(vrf, s, &identifier, "identifier")?;
         keep_if_registered(vrf, s, &identifier, &proof)?;
-        let label = proof.label;
-        let cp = latest.checkpoint();
-        let map_proof = map::prove(&s.map_at(cp.epoch), &label).map_err(ApiError::from)?;
-        let mut versions = Vec::new();
-        if let map::Terminal::Leaf { label: l, value } = map_proof.terminal() {
-            if *l == label {
-                if value.version > MAX_HISTORY_VERSIONS {
-                    return Err(ApiError::OutOfRange(format!(
-                        "the label has {} versions, more than the {MAX_HISTORY_VERSIONS} one answer carries",
-                        value.version
-                    ))
-                    .into());
-                }
-                for version in 1..=value.version {
-                    let index = s.version_index(&label, version).map_err(ApiError::from)?;
-                    let index = index.ok_or_else(|| {
-                        ApiError::Internal(format!("version {version} is not indexed"))
-                    })?;
-                    versions.push(proven_entry(s, cp, index)?);
-                }
-            }
-        }
-        let answer = HistoryAnswer {
-            versions,
-            map_proof,
-        };
+        let answer = history_at(s, latest.checkpoint(), &proof.label)?;
         Ok(Response::new(history_response(
             latest.note().as_bytes().to_vec(),
             &proof.proof,
@@ -516,26 +518,39 @@ impl Messages for DirectoryService {
         keep_if_registered(vrf, s, &req.author, &proof)?;
         let author = proof.label;
         let cp = latest.checkpoint();
+        // The author's key history and map proof, at the same checkpoint as the messages: the
+        // map's message count is exactly the author's messages in `cp`'s log.
+        let HistoryAnswer {
+            versions,
+            map_proof,
+        } = history_at(s, cp, &author)?;
         let mut messages: Vec<ProvenEntry> = Vec::new();
-        let mut bytes = 0;
+        let mut bytes = versions
+            .iter()
+            .map(|v| v.entry.len() + 32 * v.inclusion.len())
+            .sum::<usize>();
         let indexes = s
             .message_indexes(&author, req.from_sequence, limit as usize)
             .map_err(ApiError::from)?;
         for (_, index) in indexes {
-            // Rows of an epoch being committed right now are not in `cp` yet.
-            if index >= cp.size || bytes >= MAX_READ_BYTES {
+            // Rows of an epoch being committed right now are not in `cp` yet. At least one
+            // message goes out if there is one: an empty answer says there is none.
+            if index >= cp.size || (bytes >= MAX_READ_BYTES && !messages.is_empty()) {
                 break;
             }
             let proven = proven_entry(s, cp, index)?;
             bytes += proven.entry.len() + 32 * proven.inclusion.len();
             messages.push(proven);
         }
-        Ok(Response::new(ReadMessagesResponse {
-            checkpoint: Some(kt_proto::v1::Checkpoint {
-                note: latest.note().as_bytes().to_vec(),
-            }),
-            messages: messages.iter().map(Into::into).collect(),
-            vrf_proof: proof.proof.to_vec(),
-        }))
+        let answer = ReadAnswer {
+            messages,
+            versions,
+            map_proof,
+        };
+        Ok(Response::new(read_response(
+            latest.note().as_bytes().to_vec(),
+            &proof.proof,
+            &answer,
+        )))
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kt_core::directory::{Label, LabelState, UserKey};
+use kt_core::hash::Hash;
 use kt_core::map::{Page, PagePath, PageReader};
 use rocksdb::WriteBatch;
 
@@ -23,8 +24,8 @@ pub struct DirectoryWrite {
     pub labels: Vec<(Label, LabelState)>,
     /// `(label, version, log index)` of every KeyUpdate.
     pub versions: Vec<(Label, u64, u64)>,
-    /// `(author, sequence, log index)` of every Message.
-    pub messages: Vec<(Label, u64, u64)>,
+    /// `(author, sequence, log index, leaf hash)` of every Message.
+    pub messages: Vec<(Label, u64, u64, Hash)>,
 }
 
 impl DirectoryWrite {
@@ -117,6 +118,27 @@ fn be_u64(bytes: &[u8], what: &str) -> Result<u64, StorageError> {
         .map_err(|_| StorageError::Corrupt(format!("{what} is not 8 bytes")))
 }
 
+/// A `messages` row: `log index (u64 BE) || leaf hash (32)`.
+fn message_row(index: u64, leaf_hash: &Hash) -> [u8; 40] {
+    let mut v = [0u8; 40];
+    v[..8].copy_from_slice(&index.to_be_bytes());
+    v[8..].copy_from_slice(leaf_hash);
+    v
+}
+
+fn decode_message_row(b: &[u8]) -> Result<(u64, Hash), StorageError> {
+    if b.len() != 40 {
+        return Err(StorageError::Corrupt(format!(
+            "a message row has {} bytes, not 40",
+            b.len()
+        )));
+    }
+    Ok((
+        be_u64(&b[..8], "message index")?,
+        b[8..].try_into().expect("32 bytes"),
+    ))
+}
+
 /// `version (u64 BE) || leaf_hash (32) || index (u64 BE) || recovered (u8) || key algorithm (u8,
 /// 0 = revoked) || key bytes`.
 fn encode_state(s: &LabelState) -> Vec<u8> {
@@ -184,11 +206,11 @@ impl Storage {
                 index.to_be_bytes(),
             );
         }
-        for (author, sequence, index) in &w.messages {
+        for (author, sequence, index, leaf_hash) in &w.messages {
             batch.put_cf(
                 db.cf(CF_MESSAGES),
                 label_u64_key(author, *sequence),
-                index.to_be_bytes(),
+                message_row(*index, leaf_hash),
             );
         }
     }
@@ -359,20 +381,23 @@ impl Storage {
             .transpose()
     }
 
-    /// The highest message sequence of `author` so far (0 if none).
-    pub fn last_message_sequence(&self, author: &Label) -> Result<u64, StorageError> {
+    /// The sequence and leaf hash of `author`'s latest message so far (0 and zeros if none):
+    /// the message fields of its map value.
+    pub fn last_message(&self, author: &Label) -> Result<(u64, Hash), StorageError> {
         let db = self.db()?;
         let mut it = db.raw_iterator_cf(db.cf(CF_MESSAGES));
         it.seek_for_prev(label_u64_key(author, u64::MAX));
         if !it.valid() {
             it.status()?;
-            return Ok(0);
+            return Ok((0, kt_core::map::NO_MESSAGE_HASH));
         }
         let key = it.key().expect("valid iterator has a key");
         if !key.starts_with(author.as_bytes()) {
-            return Ok(0);
+            return Ok((0, kt_core::map::NO_MESSAGE_HASH));
         }
-        be_u64(&key[32..], "message sequence")
+        let sequence = be_u64(&key[32..], "message sequence")?;
+        let (_, hash) = decode_message_row(it.value().expect("valid iterator has a value"))?;
+        Ok((sequence, hash))
     }
 
     /// Log indexes of `author`'s messages with sequence `from..` (at most `limit`), in order.
@@ -392,10 +417,7 @@ impl Storage {
                 break;
             }
             let sequence = be_u64(&key[32..], "message sequence")?;
-            let index = be_u64(
-                it.value().expect("valid iterator has a value"),
-                "message index",
-            )?;
+            let (index, _) = decode_message_row(it.value().expect("valid iterator has a value"))?;
             out.push((sequence, index));
             it.next();
         }

@@ -6,12 +6,12 @@
 //! | `tiles`       | tile level u8, tile index u64 BE      | the tile's hashes, 32 bytes each (1..=256) |
 //! | `tile_nodes`  | tile level u8, tile index u64 BE      | a full tile's inner nodes (255 hashes)     |
 //! | `checkpoints` | epoch, u64 big-endian                 | the signed checkpoint note                 |
-//! | `meta`        | ASCII name (`origin`, `verifier_key`) | UTF-8 value                                |
+//! | `meta`        | ASCII name (`origin`, `storage_format`) | UTF-8 value                              |
 //! | `map_pages`   | page path key, epoch u64 BE            | the map page as of that epoch              |
 //! | `map_latest`  | page path key                         | epoch u64 BE, the page's newest version    |
 //! | `labels`      | label (32)                            | the label's current state                  |
 //! | `versions`    | label (32), version u64 BE            | log index of that KeyUpdate, u64 BE        |
-//! | `messages`    | author label (32), sequence u64 BE    | log index of that Message, u64 BE          |
+//! | `messages`    | author label (32), sequence u64 BE    | log index u64 BE, leaf hash (32)           |
 //! | `vrf_proofs`  | keyed hash of an identifier (32)      | its VRF proof (80), its label (32)         |
 //! | `cosignatures`| epoch u64 BE, witness key id u32 BE   | the witness's cosignature line (UTF-8)     |
 //!
@@ -85,7 +85,18 @@ pub enum StorageError {
     /// A fault armed by a test ([`Storage::inject_fault`]).
     #[error("injected fault: {0}")]
     Injected(&'static str),
+    /// The database was written by a ktd with another storage format: its rows would be misread.
+    #[error("the database in {path} has storage format {found}, but this ktd reads and writes only format {STORAGE_FORMAT} ({STORAGE_FORMAT_CHANGE}); keep that data directory for the ktd that wrote it, or start this one with a new data directory and a new log origin")]
+    Format { path: String, found: String },
 }
+
+/// The storage format this ktd writes, recorded in `meta` as `storage_format`. Version 2: map
+/// values of 88 bytes (with the label's message count and last message hash) and `messages` rows
+/// of 40 bytes (with the leaf hash). A database without the record is format 1 (48-byte map
+/// values), unless it is empty.
+pub const STORAGE_FORMAT: u32 = 2;
+const STORAGE_FORMAT_KEY: &str = "storage_format";
+const STORAGE_FORMAT_CHANGE: &str = "map values of 88 bytes, docs/protocol.md section 10";
 
 /// Everything one epoch writes, committed atomically by [`Storage::commit_epoch`].
 #[derive(Debug, Default)]
@@ -203,6 +214,7 @@ impl Storage {
             db: RwLock::new(Some(Arc::new(db))),
             faults: Mutex::new(Vec::new()),
         };
+        storage.check_format()?;
         storage.complete_map_latest()?;
         if let Some((epoch, _)) = storage.latest_checkpoint()? {
             storage.map_pages.committed(epoch);
@@ -296,6 +308,25 @@ fn open_db(path: &Path, memory: MemoryBudget) -> Result<DB, StorageError> {
 }
 
 impl Storage {
+    /// Refuses a database of another storage format; records the format in a new one. A database
+    /// without the record holds format 1 rows if it holds anything at all.
+    fn check_format(&self) -> Result<(), StorageError> {
+        let found = match self.meta(STORAGE_FORMAT_KEY)? {
+            Some(found) => found,
+            None if self.latest_checkpoint()?.is_none() && !self.has_entry_at_or_after(0)? => {
+                return self.set_meta(STORAGE_FORMAT_KEY, &STORAGE_FORMAT.to_string());
+            }
+            None => "1".to_owned(),
+        };
+        if found != STORAGE_FORMAT.to_string() {
+            return Err(StorageError::Format {
+                path: self.path.display().to_string(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
     /// A metadata value, if set.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StorageError> {
         let db = self.db()?;

@@ -20,6 +20,8 @@
 //! | (d) a lookup at epoch E answered with epoch E' | `ClientError::Unexpected`; or E's checkpoint with E''s proof: `MapProof(RootMismatch)` | – | log is honest |
 //! | (e) two users shown different keys (two views of one log) | `Violation::Fork` (equivocation) once a client meets the other view | `Violation::Fork` likewise | each view alone: clean; carried-over state: `fork` |
 //! | (f) a key update dated far from its epoch (`time_ms = 0`), in the log | fooled: `history` shows 1970 | – | `directory-rule` / `update-time` |
+//! | (g) a message with the author's label and next sequence, signed by Mallory or by nobody (64 zero bytes), in the log | the reader: `AnswerError::ForgedMessage` with the entry, index and key (`kt message read` exit 3) | – | `directory-rule` / `bad-message-signature` |
+//! | (h) the author's newest messages left out of a read | `AnswerError::IncompleteRead` against the map's count; with an old map proof, `MapProof(RootMismatch)` | – | log is honest: clean |
 //!
 //! Mechanics, the simplest that stay realistic:
 //!
@@ -66,12 +68,15 @@ use kt_proto::v1::directory_client::DirectoryClient as DirectoryUpstream;
 use kt_proto::v1::directory_server::{Directory, DirectoryServer};
 use kt_proto::v1::log_client::LogClient as LogUpstream;
 use kt_proto::v1::log_server::{Log, LogServer};
+use kt_proto::v1::messages_client::MessagesClient as MessagesUpstream;
+use kt_proto::v1::messages_server::{Messages, MessagesServer};
 use kt_proto::v1::{
     AppendBatchRequest, AppendBatchResponse, AppendRequest, AppendResponse,
     GetCheckpointBodiesRequest, GetCheckpointBodiesResponse, GetCheckpointRequest,
     GetCheckpointResponse, GetConsistencyProofRequest, GetConsistencyProofResponse,
     GetEntriesRequest, GetInclusionProofRequest, GetInclusionProofResponse, HistoryRequest,
-    HistoryResponse, LogEntry, LookupRequest, LookupResponse, UpdateRequest, UpdateResponse,
+    HistoryResponse, LogEntry, LookupRequest, LookupResponse, ReadMessagesRequest,
+    ReadMessagesResponse, SendMessageRequest, SendMessageResponse, UpdateRequest, UpdateResponse,
     WatchCheckpointsRequest,
 };
 use ktd::sequencer::{Forgery, Sequencer};
@@ -323,6 +328,11 @@ enum Lie {
     /// and `GetCheckpointBodies` serve these notes (and their bodies) in place of the stored ones
     /// of their epochs, and the last of them as the latest.
     ForgedChain(std::collections::BTreeMap<u64, Vec<u8>>),
+    /// Message reads leave out every message with a sequence above this one.
+    HideMessagesAbove(u64),
+    /// Message reads leave out every message with a sequence above this one, and carry the
+    /// author's map proof of this epoch (whose count stops there) in place of the current one.
+    HideMessagesWithProofFrom(u64, u64),
 }
 
 /// The body (signed text) of a checkpoint note.
@@ -338,6 +348,7 @@ fn note_body(note: &[u8]) -> Vec<u8> {
 struct Liar {
     log: LogUpstream<Channel>,
     directory: DirectoryUpstream<Channel>,
+    messages: MessagesUpstream<Channel>,
     lie: Arc<Mutex<Lie>>,
 }
 
@@ -357,7 +368,8 @@ async fn spawn_liar(upstream: &str) -> (String, Arc<Mutex<Lie>>) {
     let lie = Arc::new(Mutex::new(Lie::Honest));
     let liar = Liar {
         log: LogUpstream::new(channel.clone()),
-        directory: DirectoryUpstream::new(channel),
+        directory: DirectoryUpstream::new(channel.clone()),
+        messages: MessagesUpstream::new(channel),
         lie: lie.clone(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -365,7 +377,8 @@ async fn spawn_liar(upstream: &str) -> (String, Arc<Mutex<Lie>>) {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(LogServer::new(liar.clone()))
-            .add_service(DirectoryServer::new(liar))
+            .add_service(DirectoryServer::new(liar.clone()))
+            .add_service(MessagesServer::new(liar))
             .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
     );
     (url, lie)
@@ -598,6 +611,51 @@ impl Directory for Liar {
             Lie::HideVersionKeepCount(v) => {
                 let i = v as usize - 1;
                 resp.versions[i] = resp.versions[i + 1].clone();
+            }
+            _ => {}
+        }
+        Ok(Response::new(resp))
+    }
+}
+
+#[tonic::async_trait]
+impl Messages for Liar {
+    async fn send(
+        &self,
+        r: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        self.messages.clone().send(r.into_inner()).await
+    }
+
+    async fn read(
+        &self,
+        r: Request<ReadMessagesRequest>,
+    ) -> Result<Response<ReadMessagesResponse>, Status> {
+        let req = r.into_inner();
+        let author = req.author.clone();
+        let mut resp = self.messages.clone().read(req).await?.into_inner();
+        let hide_above = |resp: &mut ReadMessagesResponse, last: u64| {
+            resp.messages.retain(|m| {
+                kt_core::directory::Message::decode(&m.entry)
+                    .unwrap()
+                    .sequence()
+                    <= last
+            });
+        };
+        match self.lie() {
+            Lie::HideMessagesAbove(last) => hide_above(&mut resp, last),
+            Lie::HideMessagesWithProofFrom(last, epoch) => {
+                hide_above(&mut resp, last);
+                resp.map_proof = self
+                    .directory
+                    .clone()
+                    .lookup(LookupRequest {
+                        identifier: author,
+                        epoch: Some(epoch),
+                    })
+                    .await?
+                    .into_inner()
+                    .map_proof;
             }
             _ => {}
         }
@@ -1597,4 +1655,212 @@ async fn a_forward_jump_over_a_broken_link_is_refused() {
     }
     assert_eq!(dave.ok(&s.liar, &["checkpoint"])["checkpoint"]["epoch"], n);
     s.server.shutdown().await;
+
+// ---------------------------------------------------------------------------------------------
+// The message log: signatures and completeness (issue 18, finding 2).
+// ---------------------------------------------------------------------------------------------
+
+/// `kt message send <identifier> -n chat <text>` on `device`; the receipt's log index.
+fn send(device: &Device, url: &str, identifier: &str, text: &str) -> u64 {
+    let out = device.ok(url, &["message", "send", identifier, "-n", "chat", text]);
+    out["message"]["index"].as_u64().unwrap()
+}
+
+/// (g) Messages with Alice's label and her next sequence numbers, put in the log by an operator
+/// holding the signing key, with the rules skipped: one signed by Mallory, one whose signature
+/// is 64 zero bytes. The map's count follows them (the operator's sequencer records them as
+/// Alice's latest), so only the signature gives them away: the reader checks each message under
+/// Alice's key at its log index and refuses, with the entry, its index and that key as evidence;
+/// `kt message read` exits 3; kt-audit replays the rules and names the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_messages_are_refused_by_the_reader_and_caught_by_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = common::start(dir).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let alice = Device::new(dir, "alice");
+    alice.register(&url, ALICE);
+    send(&alice, &url, ALICE, "hello");
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let lookup = bob.lookup(ALICE, None).await.unwrap();
+    assert_eq!(lookup.message_count, 1);
+    let alice_key = lookup.key().cloned().unwrap();
+    assert_eq!(bob.read_messages(ALICE, 1, 0).await.unwrap().count, 1);
+
+    server.shutdown().await;
+    let chat = kt_core::entry::Namespace::new("chat").unwrap();
+    let by_mallory = kt_core::directory::Message::sign(
+        chat.clone(),
+        lookup.label,
+        2,
+        b"pay mallory".to_vec(),
+        &mallory(),
+    )
+    .unwrap();
+    let unsigned = kt_core::directory::Message::new(
+        chat,
+        lookup.label,
+        3,
+        b"pay mallory".to_vec(),
+        vec![0; 64],
+    )
+    .unwrap();
+    let forged = forge(
+        &dir.join("db"),
+        vec![by_mallory.encode(), unsigned.encode()],
+        Forgery::SkipRules,
+    );
+    let server = common::start(dir).await;
+    let url = common::grpc_url(&server);
+
+    // The map counts them: a lookup shows three messages, so the next send would be number 4.
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    assert_eq!(bob.lookup(ALICE, None).await.unwrap().message_count, 3);
+    let before = trusted_note(&bob);
+    for (from, message, index) in [(1, &by_mallory, forged[0]), (3, &unsigned, forged[1])] {
+        let err = answer_error(bob.read_messages(ALICE, from, 0).await.unwrap_err());
+        let AnswerError::ForgedMessage(evidence) = err else {
+            panic!("expected a forged message, got {err}");
+        };
+        assert_eq!(evidence.index, index);
+        assert_eq!(evidence.entry, message.encode());
+        assert_eq!(evidence.key.as_ref(), Some(&alice_key));
+        assert_eq!(evidence.key_version, 1);
+        assert_eq!(evidence.rule, RuleError::BadMessageSignature);
+        // The evidence proves the entry is at its index in the refused answer's checkpoint.
+        assert!(!evidence.inclusion.is_empty());
+        assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+    }
+
+    // `kt message read` refuses with the evidence, exit 3.
+    let out = alice.kt(&url, &["message", "read", ALICE]);
+    assert_eq!(out.status.code(), Some(3));
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["kind"], "forged-message", "{evidence}");
+    let f = &evidence["forged_message"];
+    assert_eq!(f["index"], forged[0]);
+    assert_eq!(
+        f["key"]["public_key"],
+        hex(alice_key.public_bytes()),
+        "{evidence}"
+    );
+    assert!(f["rule"].as_str().unwrap().contains("does not verify"));
+    assert!(evidence["checkpoint_note"].as_str().unwrap().contains('—'));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REFUSED"));
+
+    // kt-audit replays the rules: the first forged message breaks them.
+    let finding = audit_finding(&url, &key, &dir.join("audit")).await;
+    assert_eq!(finding.kind, "directory-rule");
+    assert_eq!(finding.entry.as_ref().unwrap().0, forged[0]);
+    assert_eq!(
+        finding.replay.as_ref().unwrap().rule,
+        "bad-message-signature"
+    );
+    server.shutdown().await;
+}
+
+/// (h) A server that hides Alice's newest messages from a read. The read carries the map proof
+/// of Alice's label, whose value counts her messages: an answer that stops before the count is
+/// read on, and one that then has nothing is refused; an old epoch's map proof (whose count
+/// agrees with the hidden read) does not lead to the answer's map root. Reading a range that
+/// stops early is fine and says how many exist. The log is honest: kt-audit sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_messages_hidden_from_a_read_are_refused_by_the_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = common::start(dir).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let (liar, lie) = spawn_liar(&url).await;
+    let alice = Device::new(dir, "alice");
+    alice.register(&url, ALICE);
+    send(&alice, &url, ALICE, "one");
+    let after_one = alice.ok(&url, &["message", "read", ALICE]);
+    let epoch_one = after_one["checkpoint"]["epoch"].as_u64().unwrap();
+    send(&alice, &url, ALICE, "two");
+    send(&alice, &url, ALICE, "three");
+    let mut bob = client(&liar, &key, dir.join("bob-state.json")).await;
+
+    // Honest: everything, and a range that stops early says how many there are.
+    let all = bob.read_messages(ALICE, 1, 0).await.unwrap();
+    assert_eq!((all.messages.len(), all.count), (3, 3));
+    let some = bob.read_messages(ALICE, 1, 2).await.unwrap();
+    assert_eq!((some.messages.len(), some.count), (2, 3));
+
+    *lie.lock().unwrap() = Lie::HideMessagesAbove(1);
+    let before = trusted_note(&bob);
+    assert_eq!(
+        answer_error(bob.read_messages(ALICE, 1, 0).await.unwrap_err()),
+        AnswerError::IncompleteRead { from: 2, count: 3 }
+    );
+    assert_eq!(
+        answer_error(bob.read_messages(ALICE, 3, 0).await.unwrap_err()),
+        AnswerError::IncompleteRead { from: 3, count: 3 }
+    );
+    let out = alice.kt(&liar, &["message", "read", ALICE]);
+    assert_eq!(out.status.code(), Some(3));
+    let evidence: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["kind"], "bad-answer");
+    assert!(
+        evidence["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the map says the author has 3 messages"),
+        "{evidence}"
+    );
+
+    *lie.lock().unwrap() = Lie::HideMessagesWithProofFrom(1, epoch_one);
+    assert_eq!(
+        answer_error(bob.read_messages(ALICE, 1, 0).await.unwrap_err()),
+        AnswerError::MapProof(MapProofError::RootMismatch)
+    );
+    assert_eq!(trusted_note(&bob), before, "trusted state unchanged");
+
+    audit_clean(&url, &key, &dir.join("audit")).await;
+    server.shutdown().await;
+}
+
+/// Honest reads across a rotation, a revoke and a recovery: each message is checked under the key
+/// of Alice's latest update before it (version 1, 2, then 4), both by the library and by `kt`,
+/// and the next sequence comes from the map's count. kt-audit passes the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_across_rotation_and_recovery_verify_each_under_its_own_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = common::start(dir).await;
+    let key = server.verifier_key.clone();
+    let url = common::grpc_url(&server);
+    let alice = Device::new(dir, "alice");
+    alice.register(&url, ALICE);
+    send(&alice, &url, ALICE, "under version 1");
+    alice.ok(&url, &["key", "rotate", ALICE]);
+    send(&alice, &url, ALICE, "under version 2");
+    send(&alice, &url, ALICE, "also under version 2");
+    alice.ok(&url, &["key", "revoke", ALICE]);
+    alice.ok(&url, &["key", "recover", ALICE, "--provider-token", TOKEN]);
+    send(&alice, &url, ALICE, "under version 4");
+
+    let mut bob = client(&url, &key, dir.join("bob-state.json")).await;
+    let read = bob.read_messages(ALICE, 1, 0).await.unwrap();
+    assert_eq!(read.count, 4);
+    let history = bob.history(ALICE).await.unwrap();
+    let key_of = |version: usize| history.versions[version - 1].update.key().cloned().unwrap();
+    let signed_by = [1, 2, 2, 4];
+    for (m, version) in read.messages.iter().zip(signed_by) {
+        let key = key_of(version);
+        assert!(key
+            .verify(&m.message.signed_bytes(), m.message.signature())
+            .is_ok());
+        assert!(m.index > history.versions[version - 1].index);
+    }
+    assert_ne!(key_of(1), key_of(2));
+    assert_ne!(key_of(2), key_of(4));
+    assert_eq!(bob.last_sequence(ALICE).await.unwrap(), 4);
+    let out = alice.ok(&url, &["message", "read", ALICE, "--from", "2"]);
+    assert_eq!(out["count"], 4);
+    assert_eq!(out["messages"].as_array().unwrap().len(), 3);
+
+    audit_clean(&url, &key, &dir.join("audit")).await;
+    server.shutdown().await;
 }

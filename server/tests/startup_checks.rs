@@ -193,3 +193,31 @@ async fn altered_inner_nodes_of_a_full_tile_refuse_a_full_start() {
     let err = start_error(dir.path()).await;
     assert!(err.contains("inner nodes of tile 0/0"), "{err}");
 }
+
+/// A database of another storage format is refused at start, never misread: one without the
+/// `storage_format` record that holds a log was written by a ktd of format 1 (48-byte map values,
+/// before the map counted messages), and a later format is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_another_storage_format_refuses_start() {
+    for (stored, found) in [(None, "1"), (Some("3"), "3")] {
+        let dir = tempfile::tempdir().unwrap();
+        log_with_entries(dir.path(), 2).await;
+        {
+            let db = open_db(dir.path());
+            assert_eq!(db.meta("storage_format").unwrap().as_deref(), Some("2"));
+            match stored {
+                None => db.raw_delete("meta", b"storage_format").unwrap(),
+                Some(v) => db.raw_put("meta", b"storage_format", v.as_bytes()).unwrap(),
+            }
+        }
+        let err = start_error(dir.path()).await;
+        let want =
+            format!("has storage format {found}, but this ktd reads and writes only format 2");
+        assert!(err.contains(&want), "{err}");
+        let err = ktd::storage::Storage::open(&dir.path().join("db")).unwrap_err();
+        assert!(
+            matches!(err, ktd::storage::StorageError::Format { .. }),
+            "{err}"
+        );
+    }
+}

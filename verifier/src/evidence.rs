@@ -122,6 +122,8 @@ pub struct MapChange {
     pub version: u64,
     pub entry_hash: String,
     pub index: u64,
+    pub message_count: u64,
+    pub last_message_hash: String,
 }
 
 /// A served tile and what it should have been.
@@ -254,6 +256,8 @@ impl Finding {
                             version: value.version,
                             entry_hash: hex(&value.entry_hash),
                             index: value.index,
+                            message_count: value.message_count,
+                            last_message_hash: hex(&value.last_message_hash),
                         })
                         .collect();
                 }

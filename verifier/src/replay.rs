@@ -34,7 +34,7 @@ use kt_core::directory::{
 };
 use kt_core::entry::{Entry, EntryError};
 use kt_core::hash::{leaf_hash, Hash};
-use kt_core::map::{MapValue, MemoryMap};
+use kt_core::map::{MapValue, MemoryMap, NO_MESSAGE_HASH};
 use thiserror::Error;
 
 /// Why the log's entries or a checkpoint's map root do not follow from the replay.
@@ -163,6 +163,7 @@ pub fn rule_name(rule: &RuleError) -> &'static str {
 struct LastMessage {
     sequence: u64,
     index: u64,
+    leaf_hash: Hash,
 }
 
 /// The directory rebuilt from the log, one entry and one epoch at a time.
@@ -286,13 +287,13 @@ impl Replay {
                         }
                     })?;
                 }
+                let messages = self.authors.get(&label);
                 self.changed.insert(
                     label,
-                    MapValue {
-                        version: update.version(),
-                        entry_hash,
-                        index,
-                    },
+                    MapValue::new(update.version(), entry_hash, index).with_messages(
+                        messages.map_or(0, |m| m.sequence),
+                        messages.map_or(NO_MESSAGE_HASH, |m| m.leaf_hash),
+                    ),
                 );
                 self.labels.insert(label, state);
             }
@@ -315,11 +316,21 @@ impl Replay {
                         prior,
                     }
                 })?;
+                let leaf_hash = leaf_hash(bytes);
+                // The rules passed, so the author is registered.
+                if let Some(state) = state {
+                    self.changed.insert(
+                        author,
+                        MapValue::new(state.version, state.leaf_hash, state.index)
+                            .with_messages(msg.sequence(), leaf_hash),
+                    );
+                }
                 self.authors.insert(
                     author,
                     LastMessage {
                         sequence: msg.sequence(),
                         index,
+                        leaf_hash,
                     },
                 );
             }
@@ -495,15 +506,27 @@ mod tests {
             let hash = leaf_hash(&bytes);
             let index = self.push(bytes);
             self.heads.insert(*u.label(), (u.version(), hash));
+            let value = self.value(u.label());
             self.pending.insert(
                 *u.label(),
-                MapValue {
-                    version: u.version(),
-                    entry_hash: hash,
-                    index,
-                },
+                MapValue::new(u.version(), hash, index)
+                    .with_messages(value.message_count, value.last_message_hash),
             );
             index
+        }
+
+        /// A label's current map value (zeros if it has none).
+        fn value(&self, label: &Label) -> MapValue {
+            let committed = kt_core::map::prove(&self.map, label).unwrap();
+            let committed = match committed.terminal() {
+                kt_core::map::Terminal::Leaf { label: l, value } if l == label => Some(*value),
+                _ => None,
+            };
+            self.pending
+                .get(label)
+                .copied()
+                .or(committed)
+                .unwrap_or(MapValue::new(0, [0; 32], 0))
         }
 
         fn message(&mut self, author: Label, text: &str, key: &UserSigner) -> u64 {
@@ -517,6 +540,9 @@ mod tests {
                 key,
             )
             .unwrap();
+            let seq = *seq;
+            let value = self.value(&author).with_messages(seq, m.leaf_hash());
+            self.pending.insert(author, value);
             self.push(m.encode())
         }
 
@@ -615,7 +641,7 @@ mod tests {
     }
 
     /// Alice and Bob register, talk, Alice rotates, revokes, recovers, and talks again, over
-    /// several epochs, one of them without any key update and one empty.
+    /// several epochs, one of them without any key update (only a message) and one empty.
     fn honest_log() -> Log {
         let (alice, bob) = (label("alice@example.com"), label("bob@example.com"));
         let (k1, k2, k3, kb) = (signer(1), signer(2), signer(3), signer(9));
@@ -661,9 +687,10 @@ mod tests {
         let alice = replay.label(&label("alice@example.com")).unwrap();
         assert_eq!((alice.version, alice.recovered), (4, true));
         assert_eq!(alice.key, Some(signer(3).public()));
-        // The epoch without key updates and the empty epoch kept the root before them.
-        assert_eq!(log.checkpoints[3].map_root, log.checkpoints[2].map_root);
-        assert_eq!(log.checkpoints[4].map_root, log.checkpoints[2].map_root);
+        // The epoch without key updates changed Bob's message count; the empty epoch kept the
+        // root before it.
+        assert_ne!(log.checkpoints[3].map_root, log.checkpoints[2].map_root);
+        assert_eq!(log.checkpoints[4].map_root, log.checkpoints[3].map_root);
         assert!(replay.refused_changes().is_empty());
     }
 
@@ -919,14 +946,7 @@ mod tests {
             .sign(Role::NewKey, &signer(2))
             .unwrap();
         let mut both = log.pending.clone();
-        both.insert(
-            bob,
-            MapValue {
-                version: 1,
-                entry_hash: bob_reg.leaf_hash(),
-                index: 1,
-            },
-        );
+        both.insert(bob, MapValue::new(1, bob_reg.leaf_hash(), 1));
         let early_root = MemoryMap::new().apply(&both);
         log.seal_with(early_root); // epoch 1: entry 0 only, with the map of entries 0 and 1
         log.update(bob_reg);
@@ -992,14 +1012,7 @@ mod tests {
         let hash = leaf_hash(&log.entries[reg as usize]);
         log.pending.clear();
         let mut wrong = BTreeMap::new();
-        wrong.insert(
-            alice,
-            MapValue {
-                version: 1,
-                entry_hash: hash,
-                index: reg + 1,
-            },
-        );
+        wrong.insert(alice, MapValue::new(1, hash, reg + 1));
         let root = log.map.apply(&wrong);
         log.seal_with(root);
         assert!(matches!(

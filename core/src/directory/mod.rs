@@ -32,8 +32,9 @@ pub use rules::{
 };
 pub use update::{KeyUpdate, Op, Role, UpdateSignature};
 pub use verify::{
-    verify_history, verify_label, verify_lookup, verify_messages, verify_update_receipt,
-    AnswerError, HistoryAnswer, LookupAnswer, ProvenEntry, VerifiedMessage, VerifiedUpdate,
+    verify_history, verify_label, verify_lookup, verify_messages, verify_read,
+    verify_update_receipt, AnswerError, ForgedMessage, HistoryAnswer, LookupAnswer, ProvenEntry,
+    ReadAnswer, VerifiedMessage, VerifiedRead, VerifiedUpdate,
 };
 
 use crate::entry::EntryError;

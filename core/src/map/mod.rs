@@ -37,8 +37,9 @@ pub const MAP_NODE_PREFIX: u8 = 0x11;
 /// Bits in a label, hence the greatest depth of the tree.
 pub const LABEL_BITS: usize = 256;
 
-/// What the map holds for a label: its latest KeyUpdate, summarized so that a lookup can prove
-/// inclusion of exactly that entry in the log.
+/// What the map holds for a label: its latest KeyUpdate and its message state, summarized so
+/// that a lookup can prove inclusion of exactly that entry in the log, and a message read can
+/// prove that it has every message of the label up to the checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MapValue {
     /// Version of the latest update.
@@ -47,28 +48,62 @@ pub struct MapValue {
     pub entry_hash: Hash,
     /// Log index of the latest update.
     pub index: u64,
+    /// Number of messages the label has authored: the sequence of its latest message (messages
+    /// are numbered from 1 with no gap), 0 if none.
+    pub message_count: u64,
+    /// Leaf hash of the label's latest message; 32 zero bytes if it has none.
+    pub last_message_hash: Hash,
 }
 
 /// Length of [`MapValue::encode`].
-pub const MAP_VALUE_LEN: usize = 48;
+pub const MAP_VALUE_LEN: usize = 88;
+
+/// [`MapValue::last_message_hash`] of a label without messages.
+pub const NO_MESSAGE_HASH: Hash = [0; 32];
 
 impl MapValue {
-    /// `version (u64 BE) || entry_hash (32) || index (u64 BE)`.
+    /// The value of a label whose latest KeyUpdate is (`version`, `entry_hash`, `index`) and
+    /// which has authored no message.
+    pub fn new(version: u64, entry_hash: Hash, index: u64) -> MapValue {
+        MapValue {
+            version,
+            entry_hash,
+            index,
+            message_count: 0,
+            last_message_hash: NO_MESSAGE_HASH,
+        }
+    }
+
+    /// This value with `(count, leaf hash)` as the label's latest message.
+    pub fn with_messages(self, message_count: u64, last_message_hash: Hash) -> MapValue {
+        MapValue {
+            message_count,
+            last_message_hash,
+            ..self
+        }
+    }
+
+    /// `version (u64 BE) || entry_hash (32) || index (u64 BE) || message_count (u64 BE) ||
+    /// last_message_hash (32)`.
     pub fn encode(&self) -> [u8; MAP_VALUE_LEN] {
         let mut out = [0u8; MAP_VALUE_LEN];
         out[..8].copy_from_slice(&self.version.to_be_bytes());
         out[8..40].copy_from_slice(&self.entry_hash);
-        out[40..].copy_from_slice(&self.index.to_be_bytes());
+        out[40..48].copy_from_slice(&self.index.to_be_bytes());
+        out[48..56].copy_from_slice(&self.message_count.to_be_bytes());
+        out[56..].copy_from_slice(&self.last_message_hash);
         out
     }
 
     pub fn decode(bytes: &[u8; MAP_VALUE_LEN]) -> MapValue {
-        let mut entry_hash = [0u8; 32];
-        entry_hash.copy_from_slice(&bytes[8..40]);
+        let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let hash_at = |at: usize| -> Hash { bytes[at..at + 32].try_into().expect("32 bytes") };
         MapValue {
-            version: u64::from_be_bytes(bytes[..8].try_into().unwrap()),
-            entry_hash,
-            index: u64::from_be_bytes(bytes[40..].try_into().unwrap()),
+            version: u64_at(0),
+            entry_hash: hash_at(8),
+            index: u64_at(40),
+            message_count: u64_at(48),
+            last_message_hash: hash_at(56),
         }
     }
 }
@@ -192,11 +227,8 @@ mod tests {
 
     #[test]
     fn value_round_trips() {
-        let v = MapValue {
-            version: 7,
-            entry_hash: [9; 32],
-            index: 1 << 40,
-        };
+        let v = MapValue::new(7, [9; 32], 1 << 40).with_messages(u64::MAX - 1, [3; 32]);
         assert_eq!(MapValue::decode(&v.encode()), v);
+        assert_eq!(v.encode()[48..56], (u64::MAX - 1).to_be_bytes());
     }
 }

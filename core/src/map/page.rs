@@ -143,7 +143,7 @@ pub enum PageDecodeError {
 
 impl Page {
     /// `present (u16 BE bitmap, bit i = slot i) || for each present slot in order:
-    /// 0x01 label (32) value (48) | 0x02 subpage root (32)`.
+    /// 0x01 label (32) value (88) | 0x02 subpage root (32)`.
     pub fn encode(&self) -> Vec<u8> {
         let mut bitmap = 0u16;
         let mut body = Vec::new();
@@ -275,14 +275,10 @@ mod tests {
         page.children[3] = Some(Child::Subpage([7; 32]));
         page.children[15] = Some(Child::Leaf {
             label: label(0xff),
-            value: MapValue {
-                version: 2,
-                entry_hash: [1; 32],
-                index: 9,
-            },
+            value: MapValue::new(2, [1; 32], 9).with_messages(4, [2; 32]),
         });
         let bytes = page.encode();
-        assert_eq!(bytes.len(), 2 + 33 + 81);
+        assert_eq!(bytes.len(), 2 + 33 + 1 + 32 + MAP_VALUE_LEN);
         assert_eq!(Page::decode(&bytes).unwrap(), page);
         assert_eq!(
             Page::decode(&bytes[..bytes.len() - 1]),
@@ -299,11 +295,7 @@ mod tests {
     #[test]
     fn single_leaf_lookup_by_heap_index() {
         let mut page = Page::default();
-        let v = MapValue {
-            version: 1,
-            entry_hash: [0; 32],
-            index: 0,
-        };
+        let v = MapValue::new(1, [0; 32], 0);
         page.children[5] = Some(Child::Leaf {
             label: label(0x50),
             value: v,

@@ -72,7 +72,7 @@ impl MapProof {
 
     /// `depth (u16 BE) || bitmap (ceil(depth / 8) bytes; bit d, most significant first, set when
     /// sibling d is not empty) || the non-empty siblings, root first || terminal`, where the
-    /// terminal is `0x00` (empty) or `0x01 || label (32) || value (48)`.
+    /// terminal is `0x00` (empty) or `0x01 || label (32) || value (88)`.
     pub fn encode(&self) -> Vec<u8> {
         let depth = self.siblings.len();
         let mut bitmap = vec![0u8; depth.div_ceil(8)];

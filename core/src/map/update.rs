@@ -27,7 +27,10 @@ pub fn apply_updates<R: PageReader>(
 ) -> Result<MapUpdate, MapError<R::Error>> {
     let items: Vec<(Label, MapValue)> = updates.iter().map(|(l, v)| (*l, *v)).collect();
     let root_path = PagePath::root();
-    let existing = reader.read_page(&root_path).map_err(MapError::Read)?;
+    let existing = reader
+        .read_page(&root_path)
+        .map_err(MapError::Read)?
+        .map(Box::new);
     if items.is_empty() {
         let root = existing.map_or(Node::Empty, |p| p.root()).hash();
         return Ok(MapUpdate {
@@ -46,10 +49,14 @@ pub fn apply_updates<R: PageReader>(
 /// Rewrites the page at `path` (currently `existing`) with `items`, all of which lie below
 /// `path`, sorted by label. Returns the page's new root node and appends every rewritten page to
 /// `out`, children before parents.
+///
+/// Pages are held in boxes and read and copied in functions of their own, so that a frame of
+/// this recursion (up to 64 deep) holds no page: a debug build's default 2 MiB thread stack must
+/// do.
 fn update_page<R: PageReader>(
     reader: &R,
     path: PagePath,
-    existing: Option<Page>,
+    existing: Option<Box<Page>>,
     items: &[(Label, MapValue)],
     out: &mut Vec<(PagePath, Page)>,
 ) -> Result<Node, MapError<R::Error>> {
@@ -72,8 +79,35 @@ fn update_page<R: PageReader>(
         rest = tail;
         page.children[slot] = Some(update_slot(reader, &path, page.children[slot], group, out)?);
     }
-    out.push((path, page.clone()));
+    record_page(out, path, &page);
     Ok(page.root())
+}
+
+#[inline(never)]
+fn record_page(out: &mut Vec<(PagePath, Page)>, path: PagePath, page: &Page) {
+    out.push((path, page.clone()));
+}
+
+/// The stored page at `path`, which its parent says hashes to `stored`.
+#[inline(never)]
+fn read_child<R: PageReader>(
+    reader: &R,
+    path: PagePath,
+    stored: Hash,
+) -> Result<Box<Page>, MapError<R::Error>> {
+    let page = reader
+        .read_page(&path)
+        .map_err(MapError::Read)?
+        .ok_or(MapError::MissingPage(path))?;
+    // Never build on a page that does not hash to what its parent committed to: the new root
+    // would silently absorb the corruption and get signed.
+    if page.root().hash() != stored {
+        return Err(MapError::CorruptPage {
+            path,
+            why: "the page does not hash to its parent's sub-page hash",
+        });
+    }
+    Ok(Box::new(page))
 }
 
 fn update_slot<R: PageReader>(
@@ -87,7 +121,7 @@ fn update_slot<R: PageReader>(
     // 63 nibbles and land in one slot are equal. So a sub-page below it is corruption.
     let deepest = path.depth() + 1 >= MAX_PAGE_DEPTH;
     let child_path = || PagePath::of_label(&group[0].0, path.depth() + 1);
-    let (existing, merged): (Option<Page>, Vec<(Label, MapValue)>) = match current {
+    let (existing, merged): (Option<Box<Page>>, Vec<(Label, MapValue)>) = match current {
         None => (None, group.to_vec()),
         Some(Child::Leaf { label, value }) => {
             let mut merged = group.to_vec();
@@ -104,18 +138,7 @@ fn update_slot<R: PageReader>(
         }
         Some(Child::Subpage(stored)) => {
             let child_path = child_path();
-            let page = reader
-                .read_page(&child_path)
-                .map_err(MapError::Read)?
-                .ok_or(MapError::MissingPage(child_path))?;
-            // Never build on a page that does not hash to what its parent committed to: the new
-            // root would silently absorb the corruption and get signed.
-            if page.root().hash() != stored {
-                return Err(MapError::CorruptPage {
-                    path: child_path,
-                    why: "the page does not hash to its parent's sub-page hash",
-                });
-            }
+            let page = read_child(reader, child_path, stored)?;
             return match update_page(reader, child_path, Some(page), group, out)? {
                 Node::Multi(h) => Ok(Child::Subpage(h)),
                 _ => Err(MapError::CorruptPage {

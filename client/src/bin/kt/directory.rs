@@ -72,12 +72,13 @@ pub(crate) enum MessageCommand {
         namespace: String,
         /// The payload; `-` reads standard input.
         payload: String,
-        /// The author's sequence number (default: one after the author's latest message, found
-        /// by verified reads).
+        /// The author's sequence number (default: one after the author's message count in the
+        /// map, from a verified lookup).
         #[arg(long)]
         sequence: Option<u64>,
     },
-    /// Read <identifier>'s messages, verified.
+    /// Read <identifier>'s messages, verified: each signed by the author's key at its log index,
+    /// none of the newest missing (against the author's message count in the map).
     Read {
         identifier: String,
         /// First sequence number.
@@ -724,15 +725,17 @@ pub(crate) async fn message(
                 let out = json!({
                     "identifier": identifier,
                     "from": read.from,
+                    "count": read.count,
                     "messages": read.messages.iter().map(message_json).collect::<Vec<_>>(),
                     "checkpoint": checkpoint_json(&read.checkpoint),
                 });
                 say!("{out}");
             } else {
                 say!(
-                    "{} message(s) of {identifier} from sequence {} (verified)",
+                    "{} message(s) of {identifier} from sequence {} (verified; the author has {} in all)",
                     read.messages.len(),
-                    read.from
+                    read.from,
+                    read.count
                 );
                 for m in &read.messages {
                     say!(

@@ -188,11 +188,15 @@ async fn main() -> ExitCode {
             } = *bad;
             eprintln!("kt: REFUSED: the server's {what} does not verify: {source}");
             eprintln!("kt: the trusted state was not changed. The answer came with this signed checkpoint (keep it):");
-            let out = json!({
+            let mut out = json!({
                 "kind": "bad-answer",
                 "detail": format!("{what}: {source}"),
                 "checkpoint_note": checkpoint_note,
             });
+            if let kt_core::directory::AnswerError::ForgedMessage(forged) = &source {
+                out["kind"] = json!("forged-message");
+                out["forged_message"] = forged_message_json(forged);
+            }
             say!(
                 "{}",
                 serde_json::to_string_pretty(&out).expect("serializable")
@@ -213,6 +217,8 @@ async fn main() -> ExitCode {
                 "{}",
                 serde_json::to_string_pretty(&out).expect("serializable")
             );
+            ExitCode::from(EXIT_VIOLATION)
+        }
         Err(Failure::BadChain(e)) => {
             eprintln!("kt: REFUSED: {e}");
             eprintln!("kt: the trusted state was not changed. The chain was to link these signed checkpoints (keep them):");
@@ -236,6 +242,22 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The evidence of a message its author's key did not sign: the entry, where it is in the log
+/// (with its inclusion proof against the checkpoint note), and the key it was checked against.
+fn forged_message_json(f: &kt_core::directory::ForgedMessage) -> serde_json::Value {
+    json!({
+        "index": f.index,
+        "entry_base64": B64.encode(&f.entry),
+        "inclusion_proof": f.inclusion.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        "key_version": f.key_version,
+        "key": f.key.as_ref().map(|k| json!({
+            "algorithm": k.algorithm(),
+            "public_key": hex::encode(k.public_bytes()),
+        })),
+        "rule": f.rule.to_string(),
+    })
 }
 
 enum Failure {
