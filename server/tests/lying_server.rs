@@ -649,7 +649,10 @@ async fn future_dated_checkpoint_is_refused_by_client_witness_and_auditor() {
     assert_eq!(evidence["kind"], "future-checkpoint");
     // The proxy cosigns afresh on every answer: the body is the same, the timestamp may not be.
     let body = |note: &str| note.split("\n\n").next().unwrap().to_owned();
-    assert_eq!(body(evidence["checkpoint_note"].as_str().unwrap()), body(&note));
+    assert_eq!(
+        body(evidence["checkpoint_note"].as_str().unwrap()),
+        body(&note)
+    );
     let local = evidence["local_time_ms"].as_u64().unwrap();
     assert!(future.now_ms <= local && local <= now_ms());
     assert!(!state.exists(), "nothing trusted");

@@ -39,6 +39,7 @@ fn policy(ws: &[Cosigner], k: usize, wait: Duration) -> Policy {
         witnesses: Some(WitnessPolicy::new(ws.iter().map(|w| w.verifier()).collect(), k).unwrap()),
         max_age: Some(Duration::from_secs(600)),
         quorum_wait: wait,
+        ..Policy::default()
     }
 }
 
