@@ -1445,6 +1445,8 @@ async fn update_dated_far_from_its_checkpoint_is_caught_by_audit() {
     assert_eq!(opened.checkpoint().size, forged_index + 1);
     assert!(opened.checkpoint().time_ms > kt_core::directory::MAX_UPDATE_SKEW_MS);
     server.shutdown().await;
+}
+
 /// Opens a checkpoint note of the test log (signature checked).
 fn open_note(key: &str, note: &str) -> kt_core::checkpoint::Checkpoint {
     let verifier = NoteVerifier::parse(key).unwrap();
@@ -1655,6 +1657,7 @@ async fn a_forward_jump_over_a_broken_link_is_refused() {
     }
     assert_eq!(dave.ok(&s.liar, &["checkpoint"])["checkpoint"]["epoch"], n);
     s.server.shutdown().await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The message log: signatures and completeness (issue 18, finding 2).

@@ -924,6 +924,8 @@ async fn http_reads_of_kt_and_kt_audit_are_bounded() {
     // Generous: only "it did not hang".
     assert!(started.elapsed() < Duration::from_secs(120));
     s.server.shutdown().await;
+}
+
 /// `GetCheckpointBodies`, the chain a client checks across a gap of epochs: bounded pages, the
 /// right status for a bad range, bodies that link. With heartbeats every millisecond the log
 /// signs empty epochs as fast as it can commit them; once it has 1,000, the test fetches the
