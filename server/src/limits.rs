@@ -891,6 +891,7 @@ mod tests {
     fn every_rpc_is_classified() {
         const READS: &[&str] = &[
             "/keytrail.v1.Log/GetCheckpoint",
+            "/keytrail.v1.Log/GetCheckpointBodies",
             "/keytrail.v1.Log/GetInclusionProof",
             "/keytrail.v1.Log/GetConsistencyProof",
             "/keytrail.v1.Log/GetEntries",
