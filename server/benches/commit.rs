@@ -43,7 +43,12 @@ fn registration(n: u64) -> Vec<u8> {
     let mut seed = [1u8; 32];
     seed[..8].copy_from_slice(&n.to_be_bytes());
     let user = UserSigner::ed25519_from_seed(seed);
-    KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(user.public()), 1)
+    // Dated now: the sequencer refuses an update more than MAX_UPDATE_SKEW_MS from its epoch.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    KeyUpdate::new(label, 1, [0; 32], Op::Register, Some(user.public()), now_ms)
         .unwrap()
         .sign(Role::NewKey, &user)
         .unwrap()
