@@ -674,16 +674,20 @@ mod tests {
         );
         // The last message by the count must be the one the map names.
         let (cp, mut answer) = log.read(3, 3);
-        answer.messages[0] = answer.messages[0].clone();
+        // The answer's map proof and checkpoint re-made for another value of the author.
+        let under = |value: MapValue| {
+            let mut map = MemoryMap::new();
+            map.apply(&BTreeMap::from([(log.label, value)]));
+            let cp = Checkpoint {
+                map_root: map.root(),
+                ..cp.clone()
+            };
+            (map::prove(&map, &log.label).unwrap(), cp)
+        };
         let mut other = log.value.unwrap();
         other.last_message_hash = [9; 32];
-        let mut map = MemoryMap::new();
-        map.apply(&BTreeMap::from([(log.label, other)]));
-        answer.map_proof = map::prove(&map, &log.label).unwrap();
-        let cp = Checkpoint {
-            map_root: map.root(),
-            ..cp
-        };
+        let (proof, cp) = under(other);
+        answer.map_proof = proof;
         assert_eq!(
             verify_read(&cp, &log.label, 3, &answer),
             Err(AnswerError::LastMessageMismatch { sequence: 3 })
@@ -691,13 +695,8 @@ mod tests {
         // A message beyond the count.
         let mut fewer = log.value.unwrap();
         fewer.message_count = 2;
-        let mut map = MemoryMap::new();
-        map.apply(&BTreeMap::from([(log.label, fewer)]));
-        answer.map_proof = map::prove(&map, &log.label).unwrap();
-        let cp = Checkpoint {
-            map_root: map.root(),
-            ..cp
-        };
+        let (proof, cp) = under(fewer);
+        answer.map_proof = proof;
         assert_eq!(
             verify_read(&cp, &log.label, 3, &answer),
             Err(AnswerError::BeyondCount {
